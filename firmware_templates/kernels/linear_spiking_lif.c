@@ -1,0 +1,44 @@
+/*
+ * Linear layer over tokens (nn.Linear or kernel-1 Conv1d) fed by spikes or spike counts,
+ * then LIF. Accumulate only: each active input adds its weight column; a count of k adds
+ * it k times.
+ * weight_io: [in_c][out_c] (transposed, so one input's column is contiguous).
+ * scratch: T * out_c floats (the currents of one token).
+ */
+#include <string.h>
+
+#include "svt_kernels.h"
+
+void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tokens,
+                            uint32_t in_c, const float *weight_io, const float *bias,
+                            uint32_t out_c, uint32_t T, const svt_lif_t *lif,
+                            uint8_t *out_spikes, float *scratch)
+{
+    memset(out_spikes, 0, (tokens * out_c * T + 7u) / 8u);
+    for (uint32_t n = 0; n < tokens; ++n) {
+        for (uint32_t t = 0; t < T; ++t) {
+            memcpy(scratch + t * out_c, bias, out_c * sizeof(float));
+        }
+        for (uint32_t ci = 0; ci < in_c; ++ci) {
+            const float *column = weight_io + ci * out_c;
+            uint32_t neuron = n * in_c + ci;
+            if (in_fmt == SVT_SPIKES) {
+                uint32_t train = svt_spikes_get(in, neuron, T);
+                for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
+                    if (train & 1u) {
+                        svt_accumulate(scratch + t * out_c, column, out_c);
+                    }
+                }
+            } else {
+                for (uint32_t t = 0; t < T; ++t) {
+                    for (uint32_t k = in[neuron * T + t]; k > 0u; --k) {
+                        svt_accumulate(scratch + t * out_c, column, out_c);
+                    }
+                }
+            }
+        }
+        for (uint32_t co = 0; co < out_c; ++co) {
+            svt_spikes_or(out_spikes, n * out_c + co, T, svt_lif_train(scratch + co, out_c, T, lif));
+        }
+    }
+}

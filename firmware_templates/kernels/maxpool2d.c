@@ -1,0 +1,36 @@
+/*
+ * Max-pool of spike trains: the max of 0/1 values is their OR, so each output train is the
+ * bitwise OR of the trains in its window. Padding never wins a max (PyTorch pads with -inf).
+ */
+#include <string.h>
+
+#include "svt_kernels.h"
+
+void svt_maxpool2d(const uint8_t *in, uint32_t channels, uint32_t in_h, uint32_t in_w,
+                   uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
+                   uint32_t out_w, uint32_t T, uint8_t *out)
+{
+    memset(out, 0, (out_h * out_w * channels * T + 7u) / 8u);
+    for (uint32_t oy = 0; oy < out_h; ++oy) {
+        for (uint32_t ox = 0; ox < out_w; ++ox) {
+            for (uint32_t c = 0; c < channels; ++c) {
+                uint32_t train = 0;
+                for (uint32_t ky = 0; ky < kernel; ++ky) {
+                    int32_t iy = (int32_t)(oy * stride + ky) - (int32_t)pad;
+                    if (iy < 0 || iy >= (int32_t)in_h) {
+                        continue;
+                    }
+                    for (uint32_t kx = 0; kx < kernel; ++kx) {
+                        int32_t ix = (int32_t)(ox * stride + kx) - (int32_t)pad;
+                        if (ix < 0 || ix >= (int32_t)in_w) {
+                            continue;
+                        }
+                        uint32_t pixel = (uint32_t)iy * in_w + (uint32_t)ix;
+                        train |= svt_spikes_get(in, pixel * channels + c, T);
+                    }
+                }
+                svt_spikes_or(out, (oy * out_w + ox) * channels + c, T, train);
+            }
+        }
+    }
+}

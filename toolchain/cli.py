@@ -1,0 +1,326 @@
+"""svt-deploy command line.
+
+    svt-deploy --board stm32h7 --max-drop 3        # the whole pipeline (deploy)
+    svt-deploy boards | analyze | evaluate | prune | generate | emulate | firmware | ...
+
+Errors caused by input or environment print one line and exit non-zero; ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from .errors import SvtError
+
+COMMANDS = {}
+
+
+def command(name: str, help_text: str):
+    def register(fn):
+        COMMANDS[name] = (fn, help_text)
+        return fn
+    return register
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model-def", metavar="FILE.py:FACTORY",
+                   help="Python file and zero-argument factory returning the nn.Module "
+                        "(default: the reference SViT)")
+    g.add_argument("--weights", metavar="W.pt",
+                   help="state dict or svt-deploy checkpoint (default: examples/reference_svit.pt)")
+    g.add_argument("--data", metavar="PATH",
+                   help="IDX directory, CIFAR-10 batch directory or .npz "
+                        "(default: /usr/share/datasets/fashion-mnist)")
+    g.add_argument("--normalize", nargs=2, type=float, metavar=("MEAN", "STD"),
+                   help="subtract MEAN and divide by STD after scaling uint8 images to [0, 1]")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def load_inputs(args, need_data: bool = True):
+    """(LoadedModel, Dataset) from the common model/data options, checked against each other."""
+    from .data import load_dataset
+    from .loading import load_model
+
+    loaded = load_model(args.model_def, args.weights)
+    ds = load_dataset(args.data, tuple(args.normalize) if args.normalize else None) \
+        if need_data else None
+    if ds is not None:
+        if loaded.input_shape and tuple(loaded.input_shape) != ds.input_shape:
+            raise SvtError(f"the model expects {tuple(loaded.input_shape)} images but the data "
+                           f"has {ds.input_shape}; pass the --data it was trained on")
+        loaded.input_shape = ds.input_shape
+    return loaded, ds
+
+
+def progress_bar(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+    # bars only on a terminal: in logs and pipes they would bury the messages
+    return tqdm(total=total, desc=desc, unit="img", disable=quiet or not sys.stderr.isatty(),
+                file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- boards
+
+@command("boards", "list the board profiles and their memory limits")
+def cmd_boards(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy boards", description="List board profiles.")
+    add_common(p)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from .boards import all_boards, fmt_bytes
+
+    boards = all_boards()
+    if args.json:
+        print(json.dumps([{"name": b.name, "mcu": b.mcu, "core": b.core, "fpu": b.fpu,
+                           "clock_hz": b.clock_hz, "flash_bytes": b.flash_bytes,
+                           "sram": {r.name: r.size for r in b.sram},
+                           "emulator": b.emulator.machine if b.emulator else None}
+                          for b in boards], indent=2))
+        return 0
+    print(f"{'board':14s} {'mcu':12s} {'core / fpu':24s} {'clock':>8s} {'flash':>7s}  "
+          f"{'SRAM regions':44s} emulator")
+    for b in boards:
+        core = f"{b.core} / {b.fpu}"
+        clock = f"{b.clock_hz // 1_000_000} MHz" if b.clock_hz else "-"
+        sram = ", ".join(f"{r.name} {fmt_bytes(r.size)}" for r in b.sram) or "-"
+        print(f"{b.name:14s} {b.mcu:12s} {core:24s} {clock:>8s} {fmt_bytes(b.flash_bytes or None):>7s}"
+              f"  {sram:44s} {b.emulator.machine if b.emulator else '-'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- analyze
+
+@command("analyze", "per-layer flash and SRAM of a model against a board's limits")
+def cmd_analyze(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy analyze",
+                                description="Flash (fp32 weights, BN folded) and peak SRAM "
+                                            "(layer-major schedule) per layer, against a board.")
+    p.add_argument("--board", required=True)
+    p.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    add_model_args(p)
+    add_common(p)
+    args = p.parse_args(argv)
+    from .analysis import analyze, format_analysis
+    from .boards import load_board
+
+    board = load_board(args.board)
+    loaded, ds = load_inputs(args, need_data=args.data is not None)
+    result = analyze(loaded, board)
+    print(json.dumps(result, indent=2) if args.json else format_analysis(result))
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+@command("evaluate", "top-1 test accuracy of a model")
+def cmd_evaluate(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy evaluate",
+                                description="Top-1 accuracy on the test split.")
+    add_model_args(p)
+    add_common(p)
+    p.add_argument("--samples", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"accuracy": ..., "samples": ..., "params": ...}')
+    args = p.parse_args(argv)
+    from .evaluate import accuracy
+
+    loaded, ds = load_inputs(args)
+    x, y = ds.split("test", args.samples)
+    with progress_bar(len(y), "evaluate", args.quiet or args.json) as bar:
+        try:
+            acc = accuracy(loaded.model, ds, x, y, progress=bar.update)
+        except (RuntimeError, ValueError) as e:
+            raise SvtError(f"the model failed on {ds.input_shape} images from the data: "
+                           f"{str(e).splitlines()[0][:160]}") from None
+    params = sum(t.numel() for t in loaded.model.parameters())
+    if args.json:
+        print(json.dumps({"accuracy": round(acc, 6), "samples": int(len(y)), "params": params}))
+    else:
+        print(f"accuracy {acc:.4f} on {len(y)} test images ({params:,} parameters)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- prune
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget")
+    g.add_argument("--board", help="board profile whose flash and SRAM set the budget")
+    g.add_argument("--max-drop", type=float, required=True, metavar="PTS",
+                   help="tolerated top-1 accuracy drop in points")
+    g.add_argument("--target-flash", metavar="SIZE", help="weight bytes allowed (e.g. 900KB)")
+    g.add_argument("--target-sram", metavar="SIZE", help="arena bytes allowed (e.g. 96KB)")
+    g.add_argument("--max-reduction", type=float, metavar="PCT",
+                   help="cut the weight bytes by PCT percent (the paper's setting)")
+    g = p.add_argument_group("pruning")
+    g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
+    g.add_argument("--finetune-epochs", type=float, default=0, metavar="N",
+                   help="fine-tune after pruning (and between stages when one shot cannot "
+                        "reach the budget)")
+    g.add_argument("--finetune-samples", type=int, default=20000, metavar="N",
+                   help="training images used for fine-tuning (default 20000)")
+    g.add_argument("--finetune-lr", type=float, default=5e-4)
+    g.add_argument("--profile-samples", type=int, default=1000, metavar="N",
+                   help="validation images per sensitivity measurement (default 1000)")
+    g.add_argument("--check-samples", type=int, default=2500, metavar="N",
+                   help="validation images to check each applied step (default 2500)")
+    g.add_argument("--test-samples", type=int, default=None, metavar="N",
+                   help="test images for the reported accuracy (default: all)")
+
+
+def budget_from_args(args, baseline_weight_bytes: int | None = None):
+    from .boards import load_board, parse_size
+    from .prune import Budget
+
+    if args.max_drop < 0:
+        raise SvtError("--max-drop must be >= 0")
+    board = load_board(args.board) if args.board else None
+    if board is None and not (args.target_flash or args.target_sram or args.max_reduction):
+        raise SvtError("give --board, or a budget with --target-flash/--target-sram/"
+                       "--max-reduction")
+    flash = board.flash_budget if board else None
+    sram = board.sram_budget if board else None
+    source = [f"board {board.name}"] if board else []
+    if args.target_flash:
+        flash = parse_size(args.target_flash)
+        source.append("--target-flash")
+    if args.target_sram:
+        sram = parse_size(args.target_sram)
+        source.append("--target-sram")
+    if args.max_reduction is not None:
+        if not 0 < args.max_reduction < 100:
+            raise SvtError("--max-reduction must be between 0 and 100 (percent)")
+        target = int(baseline_weight_bytes * (1 - args.max_reduction / 100))
+        flash = target if flash is None else min(flash, target)
+        source.append(f"--max-reduction {args.max_reduction:g}%")
+    return board, Budget(flash, sram, args.max_drop, " + ".join(source))
+
+
+def cached_test_accuracy(model, ds, fingerprint: str, samples, cache_dir, quiet: bool,
+                         desc: str) -> tuple[float, int]:
+    """Test accuracy (reporting only), cached by model and data fingerprints."""
+    from .checkpoint import atomic_write_bytes
+    from .evaluate import accuracy
+
+    x, y = ds.split("test", samples)
+    path = cache_dir / f"test-{fingerprint}-{ds.fingerprint()}-{len(y)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["accuracy"], len(y)
+    with progress_bar(len(y), desc, quiet) as bar:
+        acc = accuracy(model, ds, x, y, progress=bar.update)
+    atomic_write_bytes(path, json.dumps({"accuracy": acc}).encode())
+    return acc, len(y)
+
+
+def run_prune(args, loaded, ds, out_dir, log):
+    """Prune, report on the test split, write pruned_model.pt + prune_plan.json."""
+    import time
+    from pathlib import Path
+
+    from .ir import extract_ir
+    from .memory import plan_memory
+    from .prune import Pruner, plan_json, write_outputs
+
+    t0 = time.time()
+    base_plan = plan_memory(extract_ir(loaded.model, ds.input_shape))
+    board, budget = budget_from_args(args, base_plan.weight_bytes)
+    cache_dir = Path(out_dir) / ".cache"
+    bar = progress_bar(None, "measuring", args.quiet)
+    pruner = Pruner(loaded, ds, budget, policy=args.policy,
+                    profile_samples=args.profile_samples, check_samples=args.check_samples,
+                    cache_dir=cache_dir, finetune_epochs=args.finetune_epochs,
+                    finetune_samples=args.finetune_samples, finetune_lr=args.finetune_lr,
+                    log=log, progress=bar.update)
+    log(f"{args.policy} pruning: {budget.describe()}")
+    try:
+        result = pruner.run()
+    finally:
+        bar.close()
+    t = time.time()
+    base_acc, n = cached_test_accuracy(loaded.model, ds, loaded.fingerprint(),
+                                       args.test_samples, cache_dir, args.quiet, "test (baseline)")
+    final = result.state.loaded
+    final_acc, _ = cached_test_accuracy(final.model, ds, final.fingerprint(), args.test_samples,
+                                        cache_dir, args.quiet, "test (pruned)")
+    test = {"baseline": round(base_acc, 5), "final": round(final_acc, 5), "samples": n,
+            "drop": round((base_acc - final_acc) * 100, 3)}
+    if result.finetune is not None and result.pruned_accuracy is not None:
+        test["note"] = "final = after fine-tuning"
+    timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
+    plan = plan_json(result, budget, args.policy, timings, test,
+                     {"board": board.name if board else None,
+                      "validation": {"profile_samples": pruner.val.profile_samples,
+                                     "check_samples": pruner.val.check_samples,
+                                     "evaluations": pruner.val.evaluations}})
+    write_outputs(Path(out_dir), result, plan)
+    return result, budget, plan, test
+
+
+@command("prune", "PrimeSVT pruning to a board's budget within an accuracy drop")
+def cmd_prune(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy prune",
+                                description="Prioritized memory-aware structured pruning "
+                                            "(PrimeSVT) to a flash/SRAM budget.")
+    add_budget_args(p)
+    add_model_args(p)
+    add_common(p)
+    p.add_argument("--out", default=None, help="output directory (default out/prune-<board>)")
+    args = p.parse_args(argv)
+    from .prune import format_table
+
+    loaded, ds = load_inputs(args)
+    out_dir = args.out or f"out/prune-{args.board or 'custom'}"
+    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    result, budget, plan, test = run_prune(args, loaded, ds, out_dir, log)
+    print(format_table(result, budget, test))
+    print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+
+def _usage() -> str:
+    lines = ["usage: svt-deploy --board BOARD --max-drop PTS [options]   (full pipeline)",
+             "       svt-deploy COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:12s} {text}" for name, (_, text) in COMMANDS.items()]
+    lines.append("\n'svt-deploy COMMAND --help' for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name = argv[0]
+    if name in COMMANDS:
+        fn, argv = COMMANDS[name][0], argv[1:]
+    elif name.startswith("-") and "deploy" in COMMANDS:
+        fn = COMMANDS["deploy"][0]
+    else:
+        print(f"svt-deploy: error: unknown command {name!r}; commands: "
+              f"{', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return fn(argv) or 0
+    except SvtError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"svt-deploy: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("svt-deploy: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
