@@ -62,17 +62,21 @@ def main(argv=None) -> int:
     steps_per_epoch = len(y_train) // args.batch_size
     total = steps_per_epoch * args.epochs
     step, seconds = 0, 0.0
+    history = [{"from_step": 0, "epochs": args.epochs}]  # schedule changes across resumes
     state_path = Path(args.state)
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, seconds = state["step"], state["seconds"]
+        history = state.get("history", [{"from_step": 0, "epochs": 10}])
+        if history[-1]["epochs"] != args.epochs:
+            history.append({"from_step": step, "epochs": args.epochs})
         print(f"resumed at step {step}/{total} ({seconds / 60:.1f} min so far)", flush=True)
 
     def save_state():
         atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(),
-                           "step": step, "seconds": seconds}, state_path)
+                           "step": step, "seconds": seconds, "history": history}, state_path)
 
     model.train()
     started_here = step
@@ -132,6 +136,7 @@ def main(argv=None) -> int:
         "augmentation": "random horizontal flip, random shift of up to 2 px",
         "train_minutes": round(seconds / 60, 1),
         "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
+        "schedule_history": history if len(history) > 1 else None,
         "command": "python examples/train_reference.py " + " ".join(
             shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
     }

@@ -162,6 +162,10 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="cut the weight bytes by PCT percent (the paper's setting)")
     g = p.add_argument_group("pruning")
     g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
+    g.add_argument("--allocation", choices=("proportional", "greedy"), default="proportional",
+                   help="how the prioritized policy shares the drop among groups: in "
+                        "proportion to their size (default), or all of it to each in turn "
+                        "(the paper's literal rule)")
     g.add_argument("--finetune-epochs", type=float, default=0, metavar="N",
                    help="fine-tune after pruning (and between stages when one shot cannot "
                         "reach the budget)")
@@ -238,25 +242,28 @@ def run_prune(args, loaded, ds, out_dir, log):
                     profile_samples=args.profile_samples, check_samples=args.check_samples,
                     cache_dir=cache_dir, finetune_epochs=args.finetune_epochs,
                     finetune_samples=args.finetune_samples, finetune_lr=args.finetune_lr,
-                    log=log, progress=bar.update)
+                    allocation=args.allocation, log=log, progress=bar.update)
     log(f"{args.policy} pruning: {budget.describe()}")
     try:
         result = pruner.run()
     finally:
         bar.close()
     t = time.time()
-    base_acc, n = cached_test_accuracy(loaded.model, ds, loaded.fingerprint(),
-                                       args.test_samples, cache_dir, args.quiet, "test (baseline)")
-    final = result.state.loaded
-    final_acc, _ = cached_test_accuracy(final.model, ds, final.fingerprint(), args.test_samples,
-                                        cache_dir, args.quiet, "test (pruned)")
+
+    def test_accuracy(lm, desc):
+        return cached_test_accuracy(lm.model, ds, lm.fingerprint(), args.test_samples,
+                                    cache_dir, args.quiet, desc)
+
+    base_acc, n = test_accuracy(loaded, "test (baseline)")
+    final_acc, _ = test_accuracy(result.state.loaded, "test (final)")
     test = {"baseline": round(base_acc, 5), "final": round(final_acc, 5), "samples": n,
             "drop": round((base_acc - final_acc) * 100, 3)}
-    if result.finetune is not None and result.pruned_accuracy is not None:
-        test["note"] = "final = after fine-tuning"
+    if result.before_finetune is not None:  # final = after fine-tuning
+        test["pruned"] = round(test_accuracy(result.before_finetune.loaded,
+                                             "test (before fine-tuning)")[0], 5)
     timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
     plan = plan_json(result, budget, args.policy, timings, test,
-                     {"board": board.name if board else None,
+                     {"board": board.name if board else None, "allocation": args.allocation,
                       "validation": {"profile_samples": pruner.val.profile_samples,
                                      "check_samples": pruner.val.check_samples,
                                      "evaluations": pruner.val.evaluations}})
@@ -283,6 +290,95 @@ def cmd_prune(argv):
     print(format_table(result, budget, test))
     print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
     return 0
+
+
+# ----------------------------------------------------------------------------- generate
+
+def generate_sources(loaded, input_shape, out_dir, board=None):
+    """IR -> memory plan -> C sources in ``out_dir``; returns (ir, plan, Generated)."""
+    from .codegen import generate
+    from .ir import extract_ir
+    from .memory import plan_memory
+
+    ir = extract_ir(loaded.model, input_shape)
+    plan = plan_memory(ir)
+    gen = generate(ir, plan, out_dir, source=str(loaded.weights))
+    return ir, plan, gen
+
+
+@command("generate", "emit C sources (weights, kernels, model) for a model")
+def cmd_generate(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy generate",
+                                description="Generate dense C weight arrays (BN folded), the "
+                                            "spiking kernels and svt_model_run().")
+    p.add_argument("--board", default="host", help="board whose limits are checked (default host)")
+    p.add_argument("--out", required=True, help="output directory for the C sources")
+    add_model_args(p)
+    add_common(p)
+    args = p.parse_args(argv)
+    from .boards import load_board
+    from .memory import check_fit
+
+    board = load_board(args.board)
+    loaded, ds = load_inputs(args, need_data=args.data is not None)
+    if loaded.input_shape is None:
+        raise SvtError("the model's input shape is unknown; pass --data")
+    _, plan, gen = generate_sources(loaded, loaded.input_shape, args.out)
+    fit = check_fit(plan, board)
+    print(f"wrote {len(gen.files)} files to {args.out}: weights {gen.weight_bytes:,} B, "
+          f"arena {gen.arena_bytes:,} B, model hash {gen.model_hash}")
+    if not fit.fits:
+        print(f"warning: does not fit {board.name}: weights over by {fit.flash_over:,} B, "
+              f"arena over by {fit.sram_over:,} B (prune first: svt-deploy prune --board "
+              f"{board.name})", file=sys.stderr)
+    return 0
+
+
+def host_emulation(loaded, ds, out_dir, samples, quiet, sanitize=False, workers=None):
+    """Generate, build with gcc and compare with PyTorch on the first ``samples`` test images."""
+    from .evaluate import predict
+    from .hostemu import build_host, compare, run_host
+
+    ir, plan, gen = generate_sources(loaded, ds.input_shape, out_dir)
+    binary = build_host(out_dir, sanitize=sanitize)
+    x, y = ds.split("test", samples)
+    images = ds.as_tensor(x).numpy()
+    c_scores, seconds = run_host(binary, images, ir.num_classes, workers=workers)
+    with progress_bar(len(y), "pytorch", quiet) as bar:
+        ref = predict(loaded.model, ds, x, progress=bar.update)
+    result = compare(c_scores, ref, y)
+    return result, seconds, gen
+
+
+@command("emulate", "build the generated C on the host and compare it with PyTorch")
+def cmd_emulate(argv):
+    p = argparse.ArgumentParser(prog="svt-deploy emulate",
+                                description="Host emulation: gcc build of the generated C run "
+                                            "over test images, compared image by image with "
+                                            "the PyTorch model.")
+    p.add_argument("--samples", type=int, default=None, help="first N test images (default all)")
+    p.add_argument("--out", default="out/emulate", help="directory for the sources and binary")
+    p.add_argument("--sanitize", action="store_true",
+                   help="build with -fsanitize=address,undefined (slower)")
+    p.add_argument("--json", action="store_true")
+    add_model_args(p)
+    add_common(p)
+    args = p.parse_args(argv)
+    loaded, ds = load_inputs(args)
+    result, seconds, gen = host_emulation(loaded, ds, args.out, args.samples, args.quiet,
+                                          args.sanitize)
+    if args.json:
+        print(json.dumps(dict(result.as_dict(), seconds=round(seconds, 2),
+                              weight_bytes=gen.weight_bytes, arena_bytes=gen.arena_bytes)))
+    else:
+        print(f"host C accuracy {result.accuracy:.4f}, PyTorch {result.reference_accuracy:.4f}, "
+              f"agreement {result.agreement:.4f} on {result.samples} test images "
+              f"({seconds:.1f} s; max |score diff| {result.max_abs_score_diff:.2g})")
+    return 0
+
+
+# Commands of the device and TFLite stages register themselves from their own modules.
+from . import cli_device, cli_tflite, deploy  # noqa: E402,F401
 
 
 # ----------------------------------------------------------------------------- main
@@ -323,4 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m toolchain.cli`, this file is __main__, while the command modules
+    # registered into the importable toolchain.cli: dispatch through that one.
+    from toolchain.cli import main as _registered_main
+    sys.exit(_registered_main())

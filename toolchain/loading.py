@@ -63,6 +63,9 @@ def import_factory(spec: str):
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
+    # model files often import their siblings (e.g. a shared blocks.py)
+    if str(path.resolve().parent) not in sys.path:
+        sys.path.insert(0, str(path.resolve().parent))
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:

@@ -218,6 +218,7 @@ class PruneResult:
     explored: list[dict] = field(default_factory=list)  # every candidate measured
     finetune: dict | None = None
     pruned_accuracy: float | None = None  # check accuracy before fine-tuning
+    before_finetune: State | None = None  # the pruned model before the final fine-tune
 
 
 def state_of(loaded: LoadedModel, ir: IR, acc: float) -> State:
@@ -239,19 +240,49 @@ def _group_row(g: Group, before: State, after: State, rate: float, profiled, mea
             "profiled_drop": profiled, "measured_drop": measured}
 
 
+ALLOCATIONS = ("proportional", "greedy")
+
+
+def prioritized(start: State, base: State, budget: Budget, val: Validator, profile: dict,
+                log, explored: list, rows: list, allocation: str = "proportional") -> State:
+    """The prioritized policy: groups largest first, each pruned as far as its drop
+    allowance and the profile allow, re-measured, backed off on failure, stopping as soon
+    as the budget is met.
+
+    ``greedy`` is the paper's rule as literally stated: every group may spend all of the
+    remaining drop. ``proportional`` gives each group a share of the remaining drop
+    proportional to its size among the groups still to come (the largest group is often
+    the most sensitive per byte, e.g. the embedding), then, if the budget is still not
+    met, runs a greedy pass with whatever drop is left.
+    """
+    if allocation not in ALLOCATIONS:
+        raise SvtError(f"unknown allocation {allocation!r}; use one of {ALLOCATIONS}")
+    cur = prioritized_pass(start, base, budget, val, profile, log, explored, rows,
+                           proportional=allocation == "proportional")
+    if allocation == "proportional" and not budget.fits(cur.plan):
+        cur = prioritized_pass(cur, base, budget, val, profile, log, explored, rows)
+    return cur
+
+
 def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
-                     profile: dict, log, explored: list, rows: list) -> State:
-    """One pass of the paper's policy over the groups of ``start``, largest first."""
+                     profile: dict, log, explored: list, rows: list,
+                     proportional: bool = False) -> State:
+    """One pass over the groups of ``start``, largest first."""
     cur = start
-    for g in prunable_groups(cur.ir):
+    groups = prunable_groups(cur.ir)
+    for i, g in enumerate(groups):
         if budget.fits(cur.plan):
             break
         spent = _drop(base, cur.accuracy)
+        limit = budget.max_drop
+        if proportional:
+            share = g.params / sum(h.params for h in groups[i:])
+            limit = spent + max(0.0, budget.max_drop - spent) * share
         cands = []
         for row in profile.get(g.space, []):
             if row.get("drop") is None or row["keep"] >= g.units:
                 continue
-            if spent + row["drop"] <= budget.max_drop:
+            if spent + row["drop"] <= limit:
                 model, ir = pruned_copy(cur.loaded, cur.ir, g.space, row["keep"])
                 cands.append((row, model, ir, plan_memory(ir)))
         if not cands:
@@ -326,7 +357,8 @@ class Pruner:
                  check_samples: int = 2500, cache_dir: Path | None = None,
                  finetune_epochs: float = 0, finetune_samples: int = 20000,
                  finetune_lr: float = 5e-4, recovery_epochs: float = 1.0,
-                 stage_shrink: float = 0.72, ladder=LADDER, log=print, progress=None):
+                 stage_shrink: float = 0.72, ladder=LADDER, allocation: str = "proportional",
+                 log=print, progress=None):
         if policy not in ("prioritized", "uniform"):
             raise SvtError(f"unknown policy {policy!r}; use prioritized or uniform")
         self.ds, self.budget, self.policy = ds, budget, policy
@@ -335,6 +367,7 @@ class Pruner:
         self.ft_epochs, self.ft_samples, self.ft_lr = finetune_epochs, finetune_samples, finetune_lr
         self.recovery_epochs, self.stage_shrink = recovery_epochs, stage_shrink
         self.ladder, self.log, self.progress = ladder, log, progress
+        self.allocation = allocation
         self.timings: dict[str, float] = {}
         t = time.time()
         ir = extract_ir(loaded.model, ds.input_shape)
@@ -377,8 +410,8 @@ class Pruner:
                      f"{self.val.profile_samples} validation images")
             profile = self._profile(base, budget.max_drop)
             t = time.time()
-            result.state = prioritized_pass(base, base, budget, self.val, profile, self.log,
-                                            result.explored, result.groups)
+            result.state = prioritized(base, base, budget, self.val, profile, self.log,
+                                       result.explored, result.groups, self.allocation)
             self.timings["pruning"] = time.time() - t
         if not budget.fits(result.state.plan):
             s = result.state
@@ -389,7 +422,7 @@ class Pruner:
                 "--max-drop, add --finetune-epochs, or pick a larger board")
         result.pruned_accuracy = result.pruned_accuracy or result.state.accuracy
         if self.ft_epochs > 0 and result.finetune is None:
-            before = result.state
+            before = result.before_finetune = result.state
             self.log(f"fine-tuning {self.ft_epochs:g} epochs on {self.ft_samples} training images")
             result.state = self._finetune(before, self.ft_epochs, seed=99)
             result.finetune = {"epochs": self.ft_epochs, "samples": self.ft_samples,
@@ -413,6 +446,7 @@ class Pruner:
         new = state_of(loaded, ir, acc)
         if self.ft_epochs > 0:
             result.pruned_accuracy = acc
+            result.before_finetune = new
             self.log(f"fine-tuning {self.ft_epochs:g} epochs on {self.ft_samples} images")
             new = self._finetune(new, self.ft_epochs, seed=99)
             result.finetune = {"epochs": self.ft_epochs, "samples": self.ft_samples,
@@ -431,9 +465,10 @@ class Pruner:
 
     def _staged(self, base: State, result: PruneResult) -> State:
         """Prune in stages, each followed by a short recovery fine-tune, so that budgets
-        one-shot pruning cannot reach within the drop become reachable. Each stage may
-        spend ``max_drop`` relative to the model it starts from; the final model is held
-        to ``max_drop`` against the original baseline (checked after fine-tuning)."""
+        one-shot pruning cannot reach within the drop become reachable. Every stage is held
+        to ``max_drop`` against the original baseline: the recovery fine-tune is what buys
+        the headroom for the next stage, and the model before the final fine-tune is
+        itself within the drop."""
         budget, cur, stage = self.budget, base, 0
         while not budget.fits(cur.plan):
             stage += 1
@@ -445,8 +480,8 @@ class Pruner:
             profile = self._profile(cur, budget.max_drop)
             t = time.time()
             rows: list = []
-            pruned = prioritized_pass(cur, cur, target, self.val, profile, self.log,
-                                      result.explored, rows)
+            pruned = prioritized(cur, base, target, self.val, profile, self.log,
+                                 result.explored, rows, self.allocation)
             self.timings["pruning"] = self.timings.get("pruning", 0) + time.time() - t
             if pruned.plan.weight_bytes >= cur.plan.weight_bytes and \
                     pruned.plan.arena_bytes >= cur.plan.arena_bytes:
@@ -460,7 +495,7 @@ class Pruner:
             self.log(f"stage {stage}: recovery fine-tune ({self.recovery_epochs:g} epoch)")
             cur = self._finetune(pruned, self.recovery_epochs, seed=stage)
             self.log(f"stage {stage}: val accuracy {pruned.accuracy:.4f} -> {cur.accuracy:.4f}")
-        before = cur
+        before = result.before_finetune = cur
         self.log(f"fine-tuning {self.ft_epochs:g} epochs on {self.ft_samples} training images")
         final = self._finetune(before, self.ft_epochs, seed=99)
         result.finetune = {"epochs": self.ft_epochs, "samples": self.ft_samples,

@@ -1,0 +1,115 @@
+"""The deploy report: report.json (machine-readable), report.md and its plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x * 100:.2f} %"
+
+
+def _bytes(x) -> str:
+    return "-" if x is None else f"{x:,} B"
+
+
+def plot_layers(layers: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in layers]
+    before = [r["params_before"] * 4 / 1024 for r in layers]
+    after = [r["params_after"] * 4 / 1024 for r in layers]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(names) + 1.5))
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], before, height=0.4, label="before", color="#bbbbbb")
+    ax.barh([i - 0.2 for i in y], after, height=0.4, label="after", color="#1f77b4")
+    ax.set_yticks(list(y), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("fp32 weights (KiB, BN folded)")
+    ax.set_title("Flash per layer before and after pruning")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_explored(explored: list[dict], baseline: dict, budget_bytes: int | None,
+                  path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = [e for e in explored if e.get("accepted")]
+    bad = [e for e in explored if not e.get("accepted")]
+    for group, marker, label in ((ok, "o", "accepted"), (bad, "x", "rejected (over the drop)")):
+        if group:
+            ax.scatter([e["weight_bytes"] / 1024 for e in group],
+                       [e["val_accuracy"] * 100 for e in group], marker=marker, label=label)
+    if baseline.get("val_accuracy") is not None:
+        ax.scatter([baseline["weight_bytes"] / 1024], [baseline["val_accuracy"] * 100],
+                   marker="*", s=150, color="k", label="baseline")
+    if budget_bytes is not None:
+        ax.axvline(budget_bytes / 1024, ls="--", color="r", label="flash budget")
+    ax.set_xlabel("fp32 weights (KiB)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Explored pruning steps")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, report: dict, prune_plan: dict) -> None:
+    out_dir = Path(out_dir)
+    plot_layers(report["layers"], out_dir / "memory_per_layer.png")
+    plot_explored(prune_plan.get("explored", []), prune_plan.get("baseline", {}),
+                  report["budget"]["flash_bytes"], out_dir / "explored_steps.png")
+    atomic_write_bytes(out_dir / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "report.md", render_markdown(report).encode())
+
+
+def render_markdown(r: dict) -> str:
+    b, p, f = r["baseline"], r["pruned"], r["finetuned"]
+    lines = [f"# svt-deploy report: {r['board']}", "",
+             f"Model: `{r['model']}`; data: `{r['data']}`; command: `{r['command']}`", "",
+             "## Summary", "",
+             "| | test accuracy | params | flash (weights) | SRAM (arena) |",
+             "|---|---|---|---|---|"]
+    for name, s in (("baseline", b), ("pruned", p), ("fine-tuned", f)):
+        if s is not None:
+            lines.append(f"| {name} | {_pct(s['accuracy'])} | {s['params']:,} | "
+                         f"{_bytes(s['flash_bytes'])} | {_bytes(s['sram_bytes'])} |")
+    bud = r["budget"]
+    lines += ["", f"Budget: weights <= {_bytes(bud['flash_bytes'])}, arena <= "
+              f"{_bytes(bud['sram_bytes'])}, accuracy drop <= {bud['max_drop']:g} points.", ""]
+    fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
+    if fw:
+        lines += ["## Firmware", "",
+                  f"text {fw['text']:,} B, data {fw['data']:,} B, bss {fw['bss']:,} B; "
+                  f"flash used {fw['flash_used']:,} B, SRAM used {fw['sram_used']:,} B; "
+                  f"fits: **{fw['fits']}**", ""]
+    if host:
+        lines += ["## Checks", "",
+                  f"- Host emulation (gcc): {host['samples']:,} test images, accuracy "
+                  f"{_pct(host['accuracy'])}, agreement with PyTorch {_pct(host['agreement'])}"]
+    if dev:
+        lines.append(f"- Device ({dev['target']}): {dev['samples']:,} test images, accuracy "
+                     f"{_pct(dev['accuracy'])}, agreement with PyTorch {_pct(dev['agreement'])}, "
+                     f"{dev['instructions_per_inference']:,} instructions per inference")
+    lines += ["", "## Layers", "", "| layer | params before | params after | pruned |",
+              "|---|---|---|---|"]
+    for row in r["layers"]:
+        lines.append(f"| {row['name']} | {row['params_before']:,} | {row['params_after']:,} | "
+                     f"{row['rate'] * 100:.1f} % |")
+    lines += ["", "![memory per layer](memory_per_layer.png)", "",
+              "![explored steps](explored_steps.png)", "", "## Stage timings", "",
+              "| stage | seconds |", "|---|---|"]
+    for stage, sec in r["timings_s"].items():
+        lines.append(f"| {stage} | {sec:.1f} |")
+    return "\n".join(lines) + "\n"
