@@ -102,6 +102,10 @@ def test_qemu_build_links_the_h7_sizes_at_mps2_addresses(built):
     assert sections[".isr_vector"][1] == 0 and 0x200E0000 <= sections[".svt_arena"][1]
     f4 = qemu_variant(load_board("stm32f405"), 1024, 784)
     assert [r.name for r in f4.regions] == ["FLASH", "SRAM"]  # no CCM in QEMU
+    # on the H7 itself the D2 SRAMs (SRAM1-3, where this arena lives) are clocked at reset
+    config = (project / "firmware" / "board_config.h").read_text()
+    hardware = config.split("#if SVT_EMULATED\n/* ----")[0]
+    assert "{ 0x580244DCu, 0xE0000000u }" in hardware
 
 
 @needs_arm

@@ -101,6 +101,7 @@ class Variant:
     core_clock_hz: int
     core_clock_note: str
     enable_caches: bool
+    startup_clocks: list[tuple[int, int]] = field(default_factory=list)
     layout_notes: list[str] = field(default_factory=list)
     machine: str | None = None
 
@@ -202,6 +203,7 @@ def board_variant(board: Board, arena_bytes: int, input_size: int) -> Variant:
         counter_note="DWT CYCCNT, core clock cycles",
         core_clock_hz=clock, core_clock_note="core clock after reset: the firmware sets no PLL",
         enable_caches=bool(fw.get("enable_caches", False)) and board.core == "cortex-m7",
+        startup_clocks=[(int(a), int(m)) for a, m in fw.get("clock_enable", [])],
         layout_notes=[f"Memory map of the {board.mcu} (board file {board.name}.toml)."])
 
 

@@ -48,6 +48,21 @@
 #define DWT_LAR SVT_REG32(0xE0001FB0u)    /* Cortex-M7: write 0xC5ACCE55 to unlock */
 #define DWT_CTRL_CYCCNTENA (1u << 0)
 
+/* A clock to switch on: `mask` is ORed into the register at `address` (an RCC enable
+ * register); the read back makes sure the write has landed before the peripheral is used. */
+typedef struct {
+    uint32_t address;
+    uint32_t mask;
+} svt_clock_enable_t;
+
+static inline void svt_clocks_enable(const svt_clock_enable_t *list, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; ++i) {
+        SVT_REG32(list[i].address) |= list[i].mask;
+        (void)SVT_REG32(list[i].address);
+    }
+}
+
 static inline void svt_irq_disable(void) { __asm__ volatile("cpsid i" ::: "memory"); }
 static inline void svt_irq_enable(void) { __asm__ volatile("cpsie i" ::: "memory"); }
 static inline void svt_dsb(void) { __asm__ volatile("dsb 0xF" ::: "memory"); }

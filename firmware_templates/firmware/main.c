@@ -48,7 +48,7 @@ typedef struct {
     uint32_t bad_header;    /* headers that failed their check: resynchronised */
     uint32_t bad_crc;       /* intact header, damaged payload: NAKed */
     uint32_t rx_timeouts;   /* frames cut short: NAKed (if the header was intact) */
-    uint32_t rx_overruns;   /* bytes lost in the UART or its ring */
+    uint32_t rx_overruns;   /* bytes the UART lost (hardware overrun) */
     uint32_t replays;       /* repeated requests answered from the saved reply */
     uint32_t inferences;    /* svt_model_run calls */
     uint32_t naks;          /* NAK frames sent */

@@ -2,7 +2,8 @@
  * Start-up code and vector table for Cortex-M4F/M7.
  *
  * Reset_Handler: enable the FPU (CPACR bits 20-23) before any floating-point
- * instruction, point VTOR at our table, copy .data from flash, zero .bss and the arena,
+ * instruction, point VTOR at our table, switch on the clocks of memories that need one
+ * (STM32H7 D2 SRAMs), copy .data from flash, zero .bss and the arena,
  * enable the Cortex-M7 caches where the board asks for it, then call main().
  * The linker script (linker_*.ld) defines the symbols used here.
  */
@@ -53,6 +54,13 @@ const svt_vector_t svt_vectors[] = {
     SVT_IRQ_VECTORS
 };
 
+#if SVT_STARTUP_CLOCK_ENABLE_COUNT
+/* Memories that need a clock before Reset_Handler may touch them (board file [firmware]). */
+static const svt_clock_enable_t startup_clocks[SVT_STARTUP_CLOCK_ENABLE_COUNT] = {
+    SVT_STARTUP_CLOCK_ENABLES
+};
+#endif
+
 #if SVT_ENABLE_CACHES
 /* Cortex-M7: invalidate, then enable, the instruction and data caches (the sequence of
  * CMSIS SCB_EnableICache / SCB_EnableDCache). Not yet run on hardware. */
@@ -90,6 +98,9 @@ void Reset_Handler(void)
     svt_dsb();
     svt_isb();
     SCB_VTOR = (uint32_t)(uintptr_t)svt_vectors;
+#if SVT_STARTUP_CLOCK_ENABLE_COUNT
+    svt_clocks_enable(startup_clocks, SVT_STARTUP_CLOCK_ENABLE_COUNT);
+#endif
 
     const uint32_t *src = __data_load;
     for (uint32_t *dst = __data_start; dst < __data_end; ++dst) {

@@ -52,12 +52,9 @@
 #define GPIO_PUPDR(port) SVT_REG32(GPIO_PORT(port) + 0x0Cu)
 #define GPIO_AFR(port, pin) SVT_REG32(GPIO_PORT(port) + 0x20u + 4u * ((pin) >> 3))
 
-typedef struct {
-    uint32_t address;
-    uint32_t mask;
-} clock_enable_t;
-
-static const clock_enable_t clock_enables[SVT_CLOCK_ENABLE_COUNT] = { SVT_CLOCK_ENABLES };
+static const svt_clock_enable_t clock_enables[SVT_CLOCK_ENABLE_COUNT] = {
+    SVT_CLOCK_ENABLES
+};
 
 static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af, uint32_t pull)
 {
@@ -70,10 +67,7 @@ static void pin_alternate(uint32_t port, uint32_t pin, uint32_t af, uint32_t pul
 
 void svt_uart_init(void)
 {
-    for (uint32_t i = 0; i < SVT_CLOCK_ENABLE_COUNT; ++i) {
-        SVT_REG32(clock_enables[i].address) |= clock_enables[i].mask;
-        (void)SVT_REG32(clock_enables[i].address); /* read back: the clock is on */
-    }
+    svt_clocks_enable(clock_enables, SVT_CLOCK_ENABLE_COUNT);
     pin_alternate(SVT_UART_TX_PORT, SVT_UART_TX_PIN, SVT_UART_PIN_AF, 0u);
     pin_alternate(SVT_UART_RX_PORT, SVT_UART_RX_PIN, SVT_UART_PIN_AF, 1u); /* pull-up */
     USART_CR1 = 0;
