@@ -21,7 +21,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def run_cli(*args: str, check: bool = False, timeout: int = 900,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``svt-deploy`` in a subprocess, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "toolchain.cli", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd or REPO,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if check and proc.returncode != 0:

@@ -15,7 +15,7 @@ from toolchain.ir import extract_ir
 from toolchain.loading import LoadedModel
 from toolchain.memory import plan_memory
 from toolchain.model import SViTConfig, SpikingViT
-from toolchain.prune import prune_space, prunable_groups
+from toolchain.prune import prune_space, single_space_groups
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402
@@ -79,15 +79,15 @@ def _symbol_sizes(obj):
 def _pruned_variants():
     a = LoadedModel(tiny(seed=3), None, "a")
     ir = extract_ir(a.model, (1, 28, 28))
-    groups = {g.label: g for g in prunable_groups(ir)}
+    groups = {g.label: g for g in single_space_groups(ir)}
     mlp = next(g for g in groups.values() if "fc1" in g.label)
     prune_space(a, ir, mlp.space, 16)
     b = LoadedModel(tiny(seed=3), None, "b")
     ir = extract_ir(b.model, (1, 28, 28))
-    heads = next(g for g in prunable_groups(ir) if g.unit > 1)
+    heads = next(g for g in single_space_groups(ir) if g.step > 1)
     prune_space(b, ir, heads.space, 2)
     ir = extract_ir(b.model, (1, 28, 28))
-    emb = next(g for g in prunable_groups(ir) if "embedding" in g.label)
+    emb = next(g for g in single_space_groups(ir) if "embedding" in g.label)
     prune_space(b, ir, emb.space, 24)
     return [a.model, b.model]
 

@@ -262,13 +262,13 @@ def run_prune(args, loaded, ds, out_dir, log):
         test["pruned"] = round(test_accuracy(result.before_finetune.loaded,
                                              "test (before fine-tuning)")[0], 5)
     timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
-    plan = plan_json(result, budget, args.policy, timings, test,
+    plan = plan_json(result, budget, args.policy, pruner.groups, timings, test,
                      {"board": board.name if board else None, "allocation": args.allocation,
                       "validation": {"profile_samples": pruner.val.profile_samples,
                                      "check_samples": pruner.val.check_samples,
                                      "evaluations": pruner.val.evaluations}})
     write_outputs(Path(out_dir), result, plan)
-    return result, budget, plan, test
+    return result, budget, plan, test, pruner.groups
 
 
 @command("prune", "PrimeSVT pruning to a board's budget within an accuracy drop")
@@ -286,8 +286,8 @@ def cmd_prune(argv):
     loaded, ds = load_inputs(args)
     out_dir = args.out or f"out/prune-{args.board or 'custom'}"
     log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    result, budget, plan, test = run_prune(args, loaded, ds, out_dir, log)
-    print(format_table(result, budget, test))
+    result, budget, plan, test, groups = run_prune(args, loaded, ds, out_dir, log)
+    print(format_table(result, budget, groups, test))
     print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
     return 0
 
@@ -386,7 +386,7 @@ from . import cli_device, cli_tflite, deploy  # noqa: E402,F401
 def _usage() -> str:
     lines = ["usage: svt-deploy --board BOARD --max-drop PTS [options]   (full pipeline)",
              "       svt-deploy COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:12s} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:14s} {text}" for name, (_, text) in COMMANDS.items()]
     lines.append("\n'svt-deploy COMMAND --help' for a command's options.")
     return "\n".join(lines)
 

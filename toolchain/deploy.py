@@ -143,7 +143,7 @@ def run_deploy(args, argv) -> dict:
 
     def prune():
         log("pruning (PrimeSVT)")
-        _, budget, plan, test = run_prune(args, loaded, ds, out, log)
+        _, budget, plan, test, _ = run_prune(args, loaded, ds, out, log)
         return {"digest": file_digest(pruned_path), "plan": plan, "test": test,
                 "budget": {"flash_bytes": budget.flash_bytes, "sram_bytes": budget.sram_bytes,
                            "max_drop": budget.max_drop}}
@@ -203,12 +203,18 @@ def run_deploy(args, argv) -> dict:
     return report
 
 
+SOURCE_SUFFIXES = {".c", ".h", ".ld", ".json", ".md", ""}  # "" covers the Makefiles
+
+
 def _project_digest(project: Path) -> str:
+    """Hash of the generated sources only: build outputs (build*/, svt_host*) never count."""
     import hashlib
     h = hashlib.sha256()
     for f in sorted(project.rglob("*")):
-        if f.is_file() and "build" not in f.relative_to(project).parts[:2]:
-            h.update(str(f.relative_to(project)).encode() + file_digest(f).encode())
+        rel = f.relative_to(project)
+        if (f.is_file() and f.suffix in SOURCE_SUFFIXES and not f.name.startswith("svt_host")
+                and not any(part.startswith("build") for part in rel.parts[:-1])):
+            h.update(str(rel).encode() + file_digest(f).encode())
     return h.hexdigest()[:20]
 
 

@@ -32,7 +32,7 @@ from .checkpoint import atomic_write_bytes
 from .data import Dataset
 from .errors import InfeasibleBudget, SvtError
 from .evaluate import accuracy
-from .ir import IR, extract_ir
+from .ir import IR, _common_prefix, extract_ir
 from .loading import LoadedModel
 from .memory import MemoryPlan, plan_memory
 from .surgery import keep_inputs, keep_outputs
@@ -64,23 +64,96 @@ class Budget:
 
 @dataclass
 class Group:
-    space: str
+    """One prunable unit type: usually one channel space; several when the model's own
+    forward ties their widths together (e.g. published Spikformer code reshapes q/k/v
+    with the embedding width, so the embedding and the heads shrink in step)."""
+
+    spaces: tuple[str, ...]
     label: str
-    units: int
-    unit: int  # channels per unit
-    params: int  # parameters of all layers touching the space (ranking key)
+    step: int  # channels each space loses per unit
+    units: int = 0
+    params: int = 0  # parameters of all layers touching the group (the ranking key)
+
+    @property
+    def space(self) -> str:
+        return self.spaces[0]
+
+    def keep_units(self, ir: IR, space: str, keep: int) -> int:
+        """Units of ``space`` kept when the group keeps ``keep`` units."""
+        return keep * self.step // ir.spaces[space].unit
 
 
-def prunable_groups(ir: IR) -> list[Group]:
-    """Prunable channel spaces, largest (by parameters of the layers they touch) first."""
-    groups = []
-    for sp in ir.spaces.values():
-        if not sp.prunable:
+def touching_params(ir: IR, spaces) -> int:
+    spaces = set(spaces)
+    return sum(n.params for n in ir.nodes if n.op in SYNAPTIC and (
+        n.space in spaces or ir.node(n.inputs[0]).space in spaces))
+
+
+def sized_groups(ir: IR, groups: list[Group]) -> list[Group]:
+    """The groups with their current sizes in ``ir``, largest first; spent ones dropped."""
+    out = []
+    for g in groups:
+        if g.space not in ir.spaces:
             continue
-        params = sum(n.params for n in ir.nodes if n.op in SYNAPTIC and (
-            n.space == sp.name or ir.node(n.inputs[0]).space == sp.name))
-        groups.append(Group(sp.name, sp.label, sp.units, sp.unit, params))
-    return sorted(groups, key=lambda g: (-g.params, g.label))
+        units = ir.spaces[g.space].size // g.step
+        if units >= 2:
+            out.append(Group(g.spaces, g.label, g.step, units, touching_params(ir, g.spaces)))
+    return sorted(out, key=lambda g: (-g.params, g.label))
+
+
+def single_space_groups(ir: IR) -> list[Group]:
+    """Every prunable space as its own group (no check that the forward follows)."""
+    return sized_groups(ir, [Group((sp.name,), sp.label, sp.unit)
+                             for sp in ir.spaces.values() if sp.prunable])
+
+
+def discover_groups(loaded: LoadedModel, ir: IR, log=None) -> list[Group]:
+    """Prunable groups of this model, checked by trial surgery: a space that cannot be
+    pruned alone is tried together with the other spaces of the same width (at their
+    common granularity), keeping the smallest set that works. Spaces that cannot be
+    pruned at all are reported through ``log`` and left out."""
+    import math
+
+    candidates = [sp for sp in ir.spaces.values() if sp.prunable]
+
+    def works(spaces: list[str]) -> int | None:
+        step = math.lcm(*(ir.spaces[s].unit for s in spaces))
+        if any(ir.spaces[s].size <= step for s in spaces):
+            return None
+        g = Group(tuple(spaces), "", step)
+        try:
+            pruned_copy(loaded, ir, g, ir.spaces[spaces[0]].size // step - 1)
+            return step
+        except SvtError:
+            return None
+
+    groups, failed = [], []
+    for sp in candidates:
+        if works([sp.name]) is not None:
+            groups.append(Group((sp.name,), sp.label, sp.unit))
+        else:
+            failed.append(sp.name)
+    linked: set[str] = set()
+    for name in failed:
+        if name in linked:
+            continue
+        size = ir.spaces[name].size
+        spaces = [name] + [o.name for o in candidates
+                           if o.name != name and o.size == size and o.name not in linked]
+        if len(spaces) == 1 or works(spaces) is None:
+            if log is not None:
+                log(f"  {ir.spaces[name].label}: cannot be pruned (the model's forward does "
+                    "not follow a smaller width); left as is")
+            continue
+        for partner in spaces[1:]:  # keep only the partners the forward really needs
+            trial = [s for s in spaces if s != partner]
+            if len(trial) > 1 and works(trial) is not None:
+                spaces = trial
+        linked.update(spaces)
+        groups = [g for g in groups if g.space not in spaces]
+        label = " + ".join(ir.spaces[s].label for s in spaces) + " (widths tied by the forward)"
+        groups.append(Group(tuple(spaces), label, works(spaces)))
+    return sized_groups(ir, groups)
 
 
 def unit_importance(ir: IR, space: str) -> np.ndarray:
@@ -102,8 +175,16 @@ def keep_count(units: int, rate: float) -> int:
     return max(1, units - int(round(rate * units)))
 
 
+def _record_attr(loaded: LoadedModel, path: str, attr: str, value: int) -> None:
+    loaded.attrs = {**loaded.attrs, path: {**loaded.attrs.get(path, {}), attr: value}}
+
+
 def prune_space(loaded: LoadedModel, ir: IR, space: str, keep_units: int) -> None:
-    """Remove the least important units of ``space`` in place (physical surgery)."""
+    """Remove the least important units of ``space`` in place (physical surgery).
+
+    Besides the tensors, integer attributes of the module that owns the space and hold
+    its width (e.g. a stored hidden size used in a reshape) follow the new width; the
+    caller re-derives and verifies the IR, so a wrong guess cannot pass silently."""
     sp = ir.spaces[space]
     if keep_units >= sp.units:
         return
@@ -118,18 +199,29 @@ def prune_space(loaded: LoadedModel, ir: IR, space: str, keep_units: int) -> Non
     if sp.heads_attr is not None:
         path, attr = sp.heads_attr
         setattr(modules[path], attr, keep_units)
-        loaded.attrs = {**loaded.attrs, path: {**loaded.attrs.get(path, {}), attr: keep_units}}
+        _record_attr(loaded, path, attr, keep_units)
+    owner = _common_prefix(sp.producers + sp.norms + sp.consumers)
+    if owner:
+        for attr, value in list(vars(modules[owner]).items()):
+            if type(value) is int and value == sp.size and (owner, attr) != sp.heads_attr:
+                setattr(modules[owner], attr, len(channels))
+                _record_attr(loaded, owner, attr, len(channels))
 
 
-def pruned_copy(loaded: LoadedModel, ir: IR, space: str, keep_units: int) -> tuple[LoadedModel, IR]:
-    """A pruned copy and its re-derived IR; a model whose forward cannot follow the
-    surgery (e.g. a head count baked into a reshape) raises SvtError naming the group."""
+def prune_group(loaded: LoadedModel, ir: IR, group: Group, keep: int) -> None:
+    for space in group.spaces:
+        prune_space(loaded, ir, space, group.keep_units(ir, space, keep))
+
+
+def pruned_copy(loaded: LoadedModel, ir: IR, group: Group, keep: int) -> tuple[LoadedModel, IR]:
+    """A pruned copy and its re-derived (and verified) IR; a model whose forward cannot
+    follow the surgery raises SvtError naming the group."""
     new = copy.deepcopy(loaded)
-    prune_space(new, ir, space, keep_units)
+    prune_group(new, ir, group, keep)
     try:
         return new, extract_ir(new.model, ir.input_shape)
     except (RuntimeError, SvtError) as e:
-        raise SvtError(f"pruning {ir.spaces[space].label} breaks the model's forward "
+        raise SvtError(f"pruning {group.label or group.space} breaks the model's forward "
                        f"({str(e).splitlines()[0][:120]})") from None
 
 
@@ -184,7 +276,7 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
                 continue
             seen.add(k)
             try:
-                model, _ = pruned_copy(loaded, ir, g.space, k)
+                model, _ = pruned_copy(loaded, ir, g, k)
             except SvtError as e:
                 rows.append({"keep": k, "rate": 1 - k / g.units, "drop": None, "error": str(e)})
                 break
@@ -229,14 +321,15 @@ def _drop(base: State, acc: float) -> float:
     return (base.accuracy - acc) * 100
 
 
+def _units(ir: IR, g: Group) -> int:
+    return ir.spaces[g.space].size // g.step if g.space in ir.spaces else 0
+
+
 def _group_row(g: Group, before: State, after: State, rate: float, profiled, measured):
-    def params(state):
-        return sum(n.params for n in state.ir.nodes if n.op in SYNAPTIC and (
-            n.space == g.space or state.ir.node(n.inputs[0]).space == g.space))
-    units_after = after.ir.spaces[g.space].units if g.space in after.ir.spaces else 0
-    return {"group": g.label, "space": g.space, "units_before": g.units,
-            "units_after": units_after, "params_before": params(before),
-            "params_after": params(after), "rate": round(rate, 4),
+    return {"group": g.label, "space": g.space, "units_before": _units(before.ir, g),
+            "units_after": _units(after.ir, g),
+            "params_before": touching_params(before.ir, g.spaces),
+            "params_after": touching_params(after.ir, g.spaces), "rate": round(rate, 4),
             "profiled_drop": profiled, "measured_drop": measured}
 
 
@@ -244,7 +337,8 @@ ALLOCATIONS = ("proportional", "greedy")
 
 
 def prioritized(start: State, base: State, budget: Budget, val: Validator, profile: dict,
-                log, explored: list, rows: list, allocation: str = "proportional") -> State:
+                log, explored: list, rows: list, groups: list[Group],
+                allocation: str = "proportional") -> State:
     """The prioritized policy: groups largest first, each pruned as far as its drop
     allowance and the profile allow, re-measured, backed off on failure, stopping as soon
     as the budget is met.
@@ -257,19 +351,19 @@ def prioritized(start: State, base: State, budget: Budget, val: Validator, profi
     """
     if allocation not in ALLOCATIONS:
         raise SvtError(f"unknown allocation {allocation!r}; use one of {ALLOCATIONS}")
-    cur = prioritized_pass(start, base, budget, val, profile, log, explored, rows,
+    cur = prioritized_pass(start, base, budget, val, profile, log, explored, rows, groups,
                            proportional=allocation == "proportional")
     if allocation == "proportional" and not budget.fits(cur.plan):
-        cur = prioritized_pass(cur, base, budget, val, profile, log, explored, rows)
+        cur = prioritized_pass(cur, base, budget, val, profile, log, explored, rows, groups)
     return cur
 
 
 def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
-                     profile: dict, log, explored: list, rows: list,
+                     profile: dict, log, explored: list, rows: list, all_groups: list[Group],
                      proportional: bool = False) -> State:
-    """One pass over the groups of ``start``, largest first."""
+    """One pass over the groups (sized as in ``start``), largest first."""
     cur = start
-    groups = prunable_groups(cur.ir)
+    groups = sized_groups(cur.ir, all_groups)
     for i, g in enumerate(groups):
         if budget.fits(cur.plan):
             break
@@ -283,7 +377,7 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
             if row.get("drop") is None or row["keep"] >= g.units:
                 continue
             if spent + row["drop"] <= limit:
-                model, ir = pruned_copy(cur.loaded, cur.ir, g.space, row["keep"])
+                model, ir = pruned_copy(cur.loaded, cur.ir, g, row["keep"])
                 cands.append((row, model, ir, plan_memory(ir)))
         if not cands:
             log(f"  {g.label}: every profiled rate would exceed the drop; kept as is")
@@ -322,14 +416,15 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
     return cur
 
 
-def uniform_rate_state(start: State, budget: Budget, log) -> tuple[float, LoadedModel, IR]:
+def uniform_rate_state(start: State, budget: Budget, groups: list[Group],
+                       log) -> tuple[float, LoadedModel, IR]:
     """The smallest single rate (1 % steps) that, applied to every group, meets the budget."""
-    groups = prunable_groups(start.ir)
+    groups = sized_groups(start.ir, groups)
 
     def apply(rate: float):
         loaded, ir = start.loaded, start.ir
         for g in groups:
-            loaded, ir = pruned_copy(loaded, ir, g.space, keep_count(g.units, rate))
+            loaded, ir = pruned_copy(loaded, ir, g, keep_count(g.units, rate))
         return loaded, ir
 
     lo, hi = 0, 99  # percent; memory shrinks monotonically with the rate
@@ -372,11 +467,12 @@ class Pruner:
         t = time.time()
         ir = extract_ir(loaded.model, ds.input_shape)
         self.baseline = state_of(loaded, ir, self.val.check(loaded.model))
+        self.groups = discover_groups(loaded, ir, log)
         self.timings["baseline"] = time.time() - t
 
     def _profile(self, state: State, max_drop: float) -> dict:
         t = time.time()
-        groups = prunable_groups(state.ir)
+        groups = sized_groups(state.ir, self.groups)
         prof = profile_sensitivity(state.loaded, state.ir, groups, self.val, max_drop,
                                    self.cache_dir, self.ladder, self.progress)
         self.timings["profiling"] = self.timings.get("profiling", 0) + time.time() - t
@@ -406,12 +502,13 @@ class Pruner:
         elif self.ft_epochs > 0:
             result.state = self._staged(base, result)
         else:
-            self.log(f"profiling sensitivity of {len(prunable_groups(base.ir))} groups on "
+            self.log(f"profiling sensitivity of {len(self.groups)} groups on "
                      f"{self.val.profile_samples} validation images")
             profile = self._profile(base, budget.max_drop)
             t = time.time()
             result.state = prioritized(base, base, budget, self.val, profile, self.log,
-                                       result.explored, result.groups, self.allocation)
+                                       result.explored, result.groups, self.groups,
+                                       self.allocation)
             self.timings["pruning"] = time.time() - t
         if not budget.fits(result.state.plan):
             s = result.state
@@ -438,7 +535,7 @@ class Pruner:
 
     def _uniform(self, base: State, result: PruneResult) -> State:
         t = time.time()
-        rate, loaded, ir = uniform_rate_state(base, self.budget, self.log)
+        rate, loaded, ir = uniform_rate_state(base, self.budget, self.groups, self.log)
         if rate < 0:
             raise InfeasibleBudget(f"cannot meet {self.budget.describe()} with the uniform "
                                    "policy even at a 99 % rate")
@@ -452,7 +549,7 @@ class Pruner:
             result.finetune = {"epochs": self.ft_epochs, "samples": self.ft_samples,
                                "lr": self.ft_lr, "stages": 0, "val_before": round(acc, 5),
                                "val_after": round(new.accuracy, 5)}
-        for g in prunable_groups(base.ir):
+        for g in self.groups:
             result.groups.append(_group_row(g, base, new, 1 - keep_count(g.units, rate) / g.units,
                                             None, round(_drop(base, new.accuracy), 3)))
         result.explored.append({"group": "all", "rate": rate, "params": new.plan.params,
@@ -481,7 +578,7 @@ class Pruner:
             t = time.time()
             rows: list = []
             pruned = prioritized(cur, base, target, self.val, profile, self.log,
-                                 result.explored, rows, self.allocation)
+                                 result.explored, rows, self.groups, self.allocation)
             self.timings["pruning"] = self.timings.get("pruning", 0) + time.time() - t
             if pruned.plan.weight_bytes >= cur.plan.weight_bytes and \
                     pruned.plan.arena_bytes >= cur.plan.arena_bytes:
@@ -509,23 +606,20 @@ class Pruner:
 
 # ----------------------------------------------------------------------------- outputs
 
-def summarize_groups(result: PruneResult) -> list[dict]:
+def summarize_groups(result: PruneResult, groups: list[Group]) -> list[dict]:
     """One row per group: its state in the baseline and in the final model."""
-    base, final = result.baseline, result.state
+    final = result.state
     by_space: dict[str, dict] = {}
     for r in result.groups:
         by_space.setdefault(r["space"], r)
     rows = []
-    for g in prunable_groups(base.ir):
-        after = final.ir.spaces.get(g.space)
-        units_after = after.units if after is not None else 0
-        params_after = sum(n.params for n in final.ir.nodes if n.op in SYNAPTIC and (
-            n.space == g.space or final.ir.node(n.inputs[0]).space == g.space))
+    for g in groups:
         first = by_space.get(g.space, {})
+        after = _units(final.ir, g)
         rows.append({"group": g.label, "space": g.space, "units_before": g.units,
-                     "units_after": units_after, "params_before": g.params,
-                     "params_after": params_after,
-                     "rate": round(1 - units_after / g.units, 4),
+                     "units_after": after, "params_before": g.params,
+                     "params_after": touching_params(final.ir, g.spaces),
+                     "rate": round(1 - after / g.units, 4),
                      "profiled_drop": first.get("profiled_drop"),
                      "measured_drop": first.get("measured_drop")})
     return rows
@@ -543,12 +637,13 @@ def layer_rows(base_ir: IR, final_ir: IR) -> list[dict]:
     return rows
 
 
-def format_table(result: PruneResult, budget: Budget, test: dict | None = None) -> str:
+def format_table(result: PruneResult, budget: Budget, groups: list[Group],
+                 test: dict | None = None) -> str:
     base, final = result.baseline, result.state
     lines = [f"{'group':34s} {'units':>11s} {'params':>19s} {'rate':>6s} {'profiled':>9s} "
              f"{'measured':>9s}"]
     lines.append("-" * len(lines[0]))
-    for r in summarize_groups(result):
+    for r in summarize_groups(result, groups):
         prof = "-" if r["profiled_drop"] is None else f"{r['profiled_drop']:.2f}"
         meas = "-" if r["measured_drop"] is None else f"{r['measured_drop']:.2f}"
         lines.append(f"{r['group'][:34]:34s} {r['units_before']:>5d} -> {r['units_after']:<3d} "
@@ -574,8 +669,8 @@ def format_table(result: PruneResult, budget: Budget, test: dict | None = None) 
     return "\n".join(lines)
 
 
-def plan_json(result: PruneResult, budget: Budget, policy: str, timings: dict,
-              test: dict | None, extra: dict | None = None) -> dict:
+def plan_json(result: PruneResult, budget: Budget, policy: str, groups: list[Group],
+              timings: dict, test: dict | None, extra: dict | None = None) -> dict:
     base, final = result.baseline, result.state
 
     def summary(state: State, acc: float | None):
@@ -591,7 +686,7 @@ def plan_json(result: PruneResult, budget: Budget, policy: str, timings: dict,
         "finetuned": None if result.finetune is None else dict(
             summary(final, final.accuracy), **result.finetune),
         "test": test,
-        "groups": summarize_groups(result),
+        "groups": summarize_groups(result, groups),
         "group_steps": result.groups,
         "layers": layer_rows(base.ir, final.ir),
         "explored": result.explored,

@@ -1,0 +1,181 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, run_cli
+from test_ir import randomize_bn
+from toolchain.ir import extract_ir, run_ir
+from toolchain.loading import LoadedModel, load_model
+from toolchain.model import SViTConfig, SpikingViT
+from toolchain.prune import (discover_groups, prune_space, pruned_copy, single_space_groups,
+                             unit_importance)
+
+sys.path.insert(0, str(FIXTURES))
+import published_spikformer  # noqa: E402
+
+
+def tiny():
+    torch.manual_seed(0)
+    return randomize_bn(SpikingViT(SViTConfig.reference(embed_dim=32, depth=2, heads=4,
+                                                        pool_after=[1, 2])))
+
+
+def zero_units(model, ir, space, units):
+    """Make ``units`` of ``space`` worthless: producer rows, their BN, consumer columns."""
+    sp = ir.spaces[space]
+    chans = torch.as_tensor(np.concatenate([np.arange(u * sp.unit, (u + 1) * sp.unit)
+                                            for u in units]))
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        for name in sp.producers:
+            mods[name].weight[chans] = 0
+            if mods[name].bias is not None:
+                mods[name].bias[chans] = 0
+        for name in sp.norms:
+            mods[name].weight[chans] = 0
+            mods[name].bias[chans] = 0
+        for name in sp.consumers:
+            mods[name].weight[:, chans] = 0
+
+
+@pytest.mark.parametrize("which", ["sps.stages.1", "mlp", "heads", "embedding"])
+def test_pruning_zero_importance_units_leaves_outputs_unchanged(which):
+    model = tiny()
+    ir = extract_ir(model, (1, 28, 28))
+    group = next(g for g in single_space_groups(ir) if which in g.label
+                 or (which == "heads" and g.step > 1))
+    sp = ir.spaces[group.space]
+    dead = [1, sp.units - 1]
+    zero_units(model, ir, group.space, dead)
+    ir = extract_ir(model, (1, 28, 28))
+    imp = unit_importance(ir, group.space)
+    assert (imp[dead] == 0).all() and (np.delete(imp, dead) > 0).all()
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before = model(x)
+    loaded = LoadedModel(model, None, "m")
+    prune_space(loaded, ir, group.space, sp.units - len(dead))
+    after_ir = extract_ir(loaded.model, (1, 28, 28))
+    assert after_ir.spaces[group.space].units == sp.units - 2
+    with torch.no_grad():
+        after = loaded.model(x)
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_bn_aware_importance_uses_the_folded_scale():
+    model = tiny()
+    ir = extract_ir(model, (1, 28, 28))
+    space = next(g for g in single_space_groups(ir) if "fc1" in g.label).space
+    fc1, bn = model.blocks[0].mlp.fc1.linear, model.blocks[0].mlp.fc1.bn
+    with torch.no_grad():
+        fc1.weight[0] *= 50  # large raw weights...
+        bn.weight[0] = 1e-4  # ...that BN scales to almost nothing
+        bn.bias[0] = 0
+        model.blocks[0].mlp.fc2.linear.weight[:, 0] = 1e-4
+    imp = unit_importance(extract_ir(model, (1, 28, 28)), space)
+    assert imp.argmin() == 0
+
+
+def test_coupled_groups_shrink_every_module_consistently(tmp_path):
+    model = tiny()
+    loaded = LoadedModel(model, None, tmp_path / "m.pt", input_shape=(1, 28, 28))
+    ir = extract_ir(model, (1, 28, 28))
+    for label, keep in (("embedding", 24), ("heads of blocks.1", 2), ("fc1", 40),
+                        ("sps.stages.2", 9)):
+        g = next(g for g in single_space_groups(ir) if label in g.label)
+        loaded, ir = pruned_copy(loaded, ir, g, keep)  # re-traced and verified vs torch
+    cfg = loaded.model.current_config()
+    assert cfg.embed_dim == 24 and cfg.blocks[1].heads == 2 and cfg.blocks[0].mlp_hidden == 40
+    assert model.blocks[1].attn.num_heads == 4  # the original is untouched
+    emb = next(sp for sp in ir.spaces.values() if "embedding" in sp.label)
+    mods = dict(loaded.model.named_modules())
+    assert all(mods[p].weight.shape[0] == 24 for p in emb.producers)
+    assert all(mods[c].weight.shape[1] == 24 for c in emb.consumers)
+    loaded.save(tmp_path / "m.pt")
+    again = load_model(weights=tmp_path / "m.pt")
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(again.model(x), loaded.model(x))
+    assert torch.allclose(run_ir(ir, x), loaded.model(x), atol=1e-4)
+
+
+def test_published_layout_links_the_widths_its_forward_ties_together():
+    model = randomize_bn(published_spikformer.build())
+    loaded = LoadedModel(model, "published", "w")
+    ir = extract_ir(model, (1, 28, 28))
+    groups = {g.label: g for g in discover_groups(loaded, ir)}
+    linked = next(g for g in groups.values() if len(g.spaces) == 2)
+    assert "embedding" in linked.label and "heads" in linked.label and linked.step == 8
+    assert any("fc1" in label for label in groups)  # c_hidden follows the new width
+    new, new_ir = pruned_copy(loaded, ir, linked, 3)
+    assert new.attrs["block.0.attn"]["num_heads"] == 3
+    mlp = next(g for g in groups.values() if "fc1" in g.label)
+    new, _ = pruned_copy(new, new_ir, mlp, 40)
+    assert new.model.block[0].mlp.c_hidden == 40
+
+
+def _prune(ckpt, data, out, *extra, max_drop="6"):
+    return run_cli("prune", "--weights", str(ckpt), "--data", str(data), "--out", str(out),
+                   "--max-drop", max_drop, "--profile-samples", "300", "--check-samples", "600",
+                   *extra)
+
+
+# the uniform baseline loses more accuracy at the same cut: give it room to finish
+@pytest.mark.parametrize("policy,max_drop", [("prioritized", 6), ("uniform", 30)])
+def test_both_policies_meet_the_budget_and_reload(tiny_reference, tmp_path, policy, max_drop):
+    ckpt, data = tiny_reference
+    proc = _prune(ckpt, data, tmp_path / "o", "--board", "stm32h7", "--max-reduction", "25",
+                  "--policy", policy, max_drop=str(max_drop))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "o" / "prune_plan.json").read_text())
+    assert plan["policy"] == policy
+    assert plan["pruned"]["weight_bytes"] <= plan["budget"]["flash_bytes"]
+    assert plan["pruned"]["weight_bytes"] <= 0.75 * plan["baseline"]["weight_bytes"] + 4
+    assert (plan["baseline"]["val_accuracy"] - plan["pruned"]["val_accuracy"]) * 100 \
+        <= max_drop + 1e-9
+    assert {"params_before", "params_after", "rate", "measured_drop"} <= set(plan["groups"][0])
+    assert "profiling" in plan["timings_s"] or policy == "uniform"
+    assert "test accuracy" in proc.stdout
+    reloaded = run_cli("evaluate", "--weights", str(tmp_path / "o" / "pruned_model.pt"),
+                       "--data", str(data), "--json", check=True)
+    assert json.loads(reloaded.stdout)["accuracy"] == pytest.approx(plan["test"]["final"],
+                                                                    abs=1e-6)
+
+
+def test_sensitivity_profile_is_cached(tiny_reference, tmp_path):
+    ckpt, data = tiny_reference
+    first = _prune(ckpt, data, tmp_path / "o", "--max-reduction", "20")
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "o" / ".cache").glob("sensitivity-*.json"))
+    n1 = json.loads((tmp_path / "o" / "prune_plan.json").read_text())["validation"]["evaluations"]
+    second = _prune(ckpt, data, tmp_path / "o", "--max-reduction", "20")
+    plan = json.loads((tmp_path / "o" / "prune_plan.json").read_text())
+    assert second.returncode == 0 and plan["validation"]["evaluations"] < n1
+    assert plan["timings_s"]["profiling"] < 1.0
+
+
+def test_infeasible_budget_fails_clearly_and_writes_no_result(tiny_reference, tmp_path):
+    ckpt, data = tiny_reference
+    proc = _prune(ckpt, data, tmp_path / "o", "--board", "stm32h7", "--target-flash", "10KB")
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "cannot meet" in last and "smallest model reached" in last and "pt" in last
+    assert not (tmp_path / "o" / "pruned_model.pt").exists()
+    assert not (tmp_path / "o" / "prune_plan.json").exists()
+
+
+def test_third_party_model_prunes_with_max_reduction(published_trained, tmp_path):
+    model_def, weights, data = published_trained
+    proc = run_cli("prune", "--model-def", model_def, "--weights", str(weights), "--data",
+                   str(data), "--max-reduction", "30", "--max-drop", "8", "--out",
+                   str(tmp_path / "o"), "--profile-samples", "300", "--check-samples", "600")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "o" / "prune_plan.json").read_text())
+    assert plan["pruned"]["weight_bytes"] <= 0.7 * plan["baseline"]["weight_bytes"] + 4
+    reloaded = run_cli("evaluate", "--weights", str(tmp_path / "o" / "pruned_model.pt"),
+                       "--data", str(data), "--json", check=True)
+    assert json.loads(reloaded.stdout)["accuracy"] == pytest.approx(plan["test"]["final"],
+                                                                    abs=1e-6)
