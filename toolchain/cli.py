@@ -50,9 +50,9 @@ def load_inputs(args, need_data: bool = True):
     from .data import load_dataset
     from .loading import load_model
 
-    loaded = load_model(args.model_def, args.weights)
     ds = load_dataset(args.data, tuple(args.normalize) if args.normalize else None) \
         if need_data else None
+    loaded = load_model(args.model_def, args.weights)
     if ds is not None:
         if loaded.input_shape and tuple(loaded.input_shape) != ds.input_shape:
             raise SvtError(f"the model expects {tuple(loaded.input_shape)} images but the data "

@@ -30,7 +30,7 @@ def _log(args):
     return lambda msg: print(msg, file=sys.stderr, flush=True)
 
 
-def check_tools(board, need_device: bool, port: str | None) -> None:
+def check_tools(board, need_device: bool, port: str | None, flash_tool: str | None) -> None:
     """Fail before the long stages if a toolchain is missing (one line naming the package)."""
     from .firmware import require_cross_toolchain
     from .hostemu import require_tool
@@ -41,6 +41,12 @@ def check_tools(board, need_device: bool, port: str | None) -> None:
     require_cross_toolchain()
     if need_device and port is None and board.emulator is not None:
         require_tool("qemu-system-arm", "qemu-system-arm")
+    if need_device and port is not None:
+        from .flashing import choose_tool
+        from .serial_link import open_port
+
+        choose_tool(board, flash_tool)  # a flash tool must be installed
+        open_port(port).close()  # and the board connected, before hours of work
 
 
 def berkeley_size(elf: Path) -> dict:
@@ -118,7 +124,7 @@ def run_deploy(args, argv) -> dict:
     board = load_board(args.board)
     out = Path(args.out or f"out/{board.name}")
     log = _log(args)
-    check_tools(board, not args.no_device, args.port)
+    check_tools(board, not args.no_device, args.port, args.flash_tool)
     stages = Stages(out, log)
 
     t = time.time()
