@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PUBLISHED_DEF = f"{FIXTURES / 'published_spikformer.py'}:build"
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# at most 2 threads (the CI machine's cores); OMP_NUM_THREADS=1 when sharing the machine
+torch.set_num_threads(max(1, min(int(os.environ.get("OMP_NUM_THREADS", 2)), os.cpu_count() or 1)))
 
 
 def run_cli(*args: str, check: bool = False, timeout: int = 900,

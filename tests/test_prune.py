@@ -179,3 +179,12 @@ def test_third_party_model_prunes_with_max_reduction(published_trained, tmp_path
                        "--data", str(data), "--json", check=True)
     assert json.loads(reloaded.stdout)["accuracy"] == pytest.approx(plan["test"]["final"],
                                                                     abs=1e-6)
+
+
+def test_a_deeper_cached_profile_serves_a_smaller_drop_exactly():
+    from toolchain.prune import NOISE_ALLOWANCE, _truncated
+    rows = [{"keep": 9, "drop": 0.5}, {"keep": 8, "drop": 3.0 + NOISE_ALLOWANCE + 0.1},
+            {"keep": 7, "drop": 1.0}, {"keep": 6, "drop": 20.0}]
+    # a fresh profile for max_drop 3 stops after the second row: the noisy third is unseen
+    assert [r["keep"] for r in _truncated(rows, 3.0)] == [9, 8]
+    assert _truncated(rows, 50.0) == rows

@@ -394,6 +394,8 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines reach a log or a pipe as they happen
+        sys.stdout.reconfigure(line_buffering=True)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -258,14 +258,18 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
     """Accuracy drop (points, profile subset) of pruning each group alone at each rate.
 
     A group's ladder stops early once the drop is well past ``max_drop``: more
-    aggressive rates would never be chosen. Cached on disk keyed by model and data.
+    aggressive rates would never be chosen. Cached on disk keyed by model and data; a
+    profile made for a larger ``max_drop`` holds every row a smaller one needs, so it is
+    reused for it.
     """
     key = hashlib.sha256(json.dumps([loaded.fingerprint(), val.ds.fingerprint(),
-                                     val.profile_samples, list(ladder), max_drop]).encode()
+                                     val.profile_samples, list(ladder)]).encode()
                          ).hexdigest()[:20]
     cache = cache_dir / f"sensitivity-{key}.json" if cache_dir is not None else None
     if cache is not None and cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        if cached.get("max_drop", -1) >= max_drop:
+            return {space: _truncated(rows, max_drop) for space, rows in cached["groups"].items()}
     base = val.profile(loaded.model)
     result: dict[str, list[dict]] = {}
     for g in groups:
@@ -288,8 +292,18 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
                 break
         result[g.space] = rows
     if cache is not None:
-        atomic_write_bytes(cache, json.dumps(result, indent=1).encode())
+        atomic_write_bytes(cache, json.dumps({"max_drop": max_drop, "groups": result},
+                                             indent=1).encode())
     return result
+
+
+def _truncated(rows: list[dict], max_drop: float) -> list[dict]:
+    """The rows a profile for ``max_drop`` would have measured: up to the first one past
+    the drop (the ladder stops there)."""
+    for i, r in enumerate(rows):
+        if r["drop"] is None or r["drop"] > max_drop + NOISE_ALLOWANCE:
+            return rows[:i + 1]
+    return rows
 
 
 # ----------------------------------------------------------------------------- policies
@@ -470,7 +484,8 @@ class Pruner:
         self.groups = discover_groups(loaded, ir, log)
         self.timings["baseline"] = time.time() - t
 
-    def _profile(self, state: State, max_drop: float) -> dict:
+    def profile(self, state: State, max_drop: float) -> dict:
+        """Sensitivity of every group of ``state`` (cached on disk)."""
         t = time.time()
         groups = sized_groups(state.ir, self.groups)
         prof = profile_sensitivity(state.loaded, state.ir, groups, self.val, max_drop,
@@ -504,7 +519,7 @@ class Pruner:
         else:
             self.log(f"profiling sensitivity of {len(self.groups)} groups on "
                      f"{self.val.profile_samples} validation images")
-            profile = self._profile(base, budget.max_drop)
+            profile = self.profile(base, budget.max_drop)
             t = time.time()
             result.state = prioritized(base, base, budget, self.val, profile, self.log,
                                        result.explored, result.groups, self.groups,
@@ -574,7 +589,7 @@ class Pruner:
                     budget.flash_bytes, int(cur.plan.weight_bytes * self.stage_shrink)),
                 sram_bytes=budget.sram_bytes, max_drop=budget.max_drop, source=f"stage {stage}")
             self.log(f"stage {stage}: prune to {target.describe()}")
-            profile = self._profile(cur, budget.max_drop)
+            profile = self.profile(cur, budget.max_drop)
             t = time.time()
             rows: list = []
             pruned = prioritized(cur, base, target, self.val, profile, self.log,

@@ -110,6 +110,11 @@ def render_markdown(r: dict) -> str:
     lines += ["", "![memory per layer](memory_per_layer.png)", "",
               "![explored steps](explored_steps.png)", "", "## Stage timings", "",
               "| stage | seconds |", "|---|---|"]
+    reused = set(r.get("reused_stages") or [])
     for stage, sec in r["timings_s"].items():
-        lines.append(f"| {stage} | {sec:.1f} |")
+        if stage == "total":
+            lines.append(f"| total (this run) | {sec:.1f} |")
+        else:
+            note = " (cached from an earlier run)" if stage in reused else ""
+            lines.append(f"| {stage} | {sec:.1f}{note} |")
     return "\n".join(lines) + "\n"
