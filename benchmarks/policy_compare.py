@@ -16,6 +16,7 @@ docs/policy_compare.png.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from toolchain.checkpoint import atomic_write_bytes  # noqa: E402
 from toolchain.cli import cached_test_accuracy  # noqa: E402
 from toolchain.data import load_dataset  # noqa: E402
 from toolchain.errors import InfeasibleBudget  # noqa: E402
@@ -54,6 +56,8 @@ def main() -> int:
     p.add_argument("--greedy", action="store_true",
                    help="also run the prioritized policy with the paper's literal greedy rule")
     p.add_argument("--cache", default=str(REPO / "out" / "bench" / ".cache"))
+    p.add_argument("--table-only", action="store_true",
+                   help="print the table of the cells finished so far; compute nothing")
     p.add_argument("--json-out", default=str(REPO / "docs" / "policy_compare.json"))
     p.add_argument("--plot", default=str(REPO / "docs" / "policy_compare.png"))
     args = p.parse_args()
@@ -70,58 +74,75 @@ def main() -> int:
     warm = Pruner(loaded, ds, Budget(None, None, ESCALATION[-1]), cache_dir=cache,
                   log=lambda *_: None, **sampling)
     warm.profile(warm.baseline, ESCALATION[-1])
-    rows = []
+    rows, missing = [], []
     for target in args.targets:
-        flash = int(base_weights * (1 - target / 100))
         for ft in (0.0, args.finetune_epochs):
             variants = [("prioritized", "proportional"), ("uniform", None)]
             if not ft and args.greedy:  # the paper's literal rule (without fine-tuning)
                 variants.insert(1, ("prioritized", "greedy"))
             for policy, allocation in variants:
-                t0 = time.time()
-                limits = [args.max_drop, *[d for d in ESCALATION if d > args.max_drop]] \
-                    if policy == "prioritized" else [100.0]
-                result, used = None, None
-                for limit in limits:
-                    try:
-                        result = Pruner(loaded, ds, Budget(flash, None, limit, f"{target}%"),
-                                        policy=policy, cache_dir=cache, finetune_epochs=ft,
-                                        finetune_samples=args.finetune_samples,
-                                        allocation=allocation or "proportional",
-                                        **sampling,
-                                        log=lambda *_: None).run()
-                        used = limit
-                        break
-                    except InfeasibleBudget as e:
-                        print(f"# {policy} {target}% ft={ft:g}: {e}", file=sys.stderr)
-                final = result.state.loaded
-                acc, _ = cached_test_accuracy(final.model, ds, final.fingerprint(), None, cache,
-                                              True, "pruned")
                 label = f"{policy} ({allocation})" if allocation else policy
-                row = {"target_pct": target, "policy": label, "finetune_epochs": ft,
-                       "max_drop_used": used if policy == "prioritized" else None,
-                       "weight_bytes": result.state.plan.weight_bytes,
-                       "reduction_pct": round(100 * (1 - result.state.plan.weight_bytes
-                                                     / base_weights), 2),
-                       "test_accuracy": round(acc, 5),
-                       "drop_pt": round((base_acc - acc) * 100, 2),
-                       "seconds": round(time.time() - t0, 1)}
-                if result.before_finetune is not None:
-                    pre = result.before_finetune.loaded
-                    row["test_accuracy_before_ft"] = round(cached_test_accuracy(
-                        pre.model, ds, pre.fingerprint(), None, cache, True, "pre-ft")[0], 5)
+                # each finished cell is kept, so an interrupted run resumes where it stopped
+                key = hashlib.sha256(json.dumps(
+                    [loaded.fingerprint(), ds.fingerprint(), target, label, ft, args.max_drop,
+                     args.finetune_samples, sampling]).encode()).hexdigest()[:20]
+                cell = cache / f"cell-{key}.json"
+                if cell.is_file():
+                    rows.append(json.loads(cell.read_text()))
+                    continue
+                if args.table_only:
+                    missing.append(f"{target:g} % {label} ft={ft:g}")
+                    continue
+                row = run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc,
+                               target, policy, allocation, ft)
+                atomic_write_bytes(cell, json.dumps(row).encode())
                 rows.append(row)
                 print(f"# {row}", file=sys.stderr, flush=True)
     out = {"baseline_test_accuracy": base_acc, "test_samples": n_test,
            "baseline_weight_bytes": base_weights, "max_drop": args.max_drop,
            "finetune_epochs": args.finetune_epochs, "finetune_samples": args.finetune_samples,
            **sampling,
-           "rows": rows, "paper": PAPER}
+           "rows": rows, "missing": missing, "paper": PAPER}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
     print_table(out)
     plot(out, Path(args.plot))
     return 0
+
+
+def run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc, target, policy,
+             allocation, ft) -> dict:
+    """One table cell: prune to ``target`` % fewer weight bytes and measure test accuracy."""
+    t0 = time.time()
+    flash = int(base_weights * (1 - target / 100))
+    limits = [args.max_drop, *[d for d in ESCALATION if d > args.max_drop]] \
+        if policy == "prioritized" else [100.0]
+    result, used = None, None
+    for limit in limits:
+        try:
+            result = Pruner(loaded, ds, Budget(flash, None, limit, f"{target}%"),
+                            policy=policy, cache_dir=cache, finetune_epochs=ft,
+                            finetune_samples=args.finetune_samples,
+                            allocation=allocation or "proportional", **sampling,
+                            log=lambda *_: None).run()
+            used = limit
+            break
+        except InfeasibleBudget as e:
+            print(f"# {policy} {target}% ft={ft:g}: {e}", file=sys.stderr)
+    final = result.state.loaded
+    acc, _ = cached_test_accuracy(final.model, ds, final.fingerprint(), None, cache, True,
+                                  "pruned")
+    row = {"target_pct": target, "policy": f"{policy} ({allocation})" if allocation else policy,
+           "finetune_epochs": ft, "max_drop_used": used if policy == "prioritized" else None,
+           "weight_bytes": result.state.plan.weight_bytes,
+           "reduction_pct": round(100 * (1 - result.state.plan.weight_bytes / base_weights), 2),
+           "test_accuracy": round(acc, 5), "drop_pt": round((base_acc - acc) * 100, 2),
+           "seconds": round(time.time() - t0, 1)}
+    if result.before_finetune is not None:
+        pre = result.before_finetune.loaded
+        row["test_accuracy_before_ft"] = round(cached_test_accuracy(
+            pre.model, ds, pre.fingerprint(), None, cache, True, "pre-ft")[0], 5)
+    return row
 
 
 def print_table(out: dict) -> None:
@@ -143,6 +164,8 @@ def print_table(out: dict) -> None:
               f"{r['reduction_pct']:.1f} % | {r['test_accuracy'] * 100:.2f} % | "
               f"{r['drop_pt']:+.2f} | {note} |")
     pp = out["paper"]
+    for m in out.get("missing", []):
+        print(f"| {m} | not measured yet | | | | | | |")
     print(f"| {pp['target']} % | PrimeSVT (paper) | none / yes | - | {pp['target']} % | "
           f"{pp['no_ft']} % / {pp['ft']} % | {pp['baseline'] - pp['no_ft']:+.1f} / "
           f"{pp['baseline'] - pp['ft']:+.1f} | {pp['note']}, baseline {pp['baseline']} % |")
