@@ -148,7 +148,7 @@ def run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc, target, 
 def print_table(out: dict) -> None:
     print(f"Baseline test accuracy {out['baseline_test_accuracy'] * 100:.2f} % on "
           f"{out['test_samples']:,} images; weights {out['baseline_weight_bytes']:,} B. "
-          f"Fine-tuning: {out['finetune_epochs']:g} epochs on {out['finetune_samples']:,} "
+          f"Fine-tuning: {out['finetune_epochs']:g} epoch(s) on {out['finetune_samples']:,} "
           f"training images. Validation: {out['profile_samples']:,} images per sensitivity "
           f"measurement, {out['check_samples']:,} to check each step.\n")
     print("| target cut | policy | fine-tuning | weights | cut | test acc. | drop (pt) | note |")
