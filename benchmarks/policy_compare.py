@@ -16,7 +16,6 @@ docs/policy_compare.png.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -25,7 +24,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toolchain.checkpoint import atomic_write_bytes  # noqa: E402
 from toolchain.cli import cached_test_accuracy  # noqa: E402
 from toolchain.data import load_dataset  # noqa: E402
 from toolchain.errors import InfeasibleBudget  # noqa: E402
@@ -33,6 +31,7 @@ from toolchain.ir import extract_ir  # noqa: E402
 from toolchain.loading import load_model  # noqa: E402
 from toolchain.memory import plan_memory  # noqa: E402
 from toolchain.prune import Budget, Pruner  # noqa: E402
+from toolchain.stages import StageCache, stage_key  # noqa: E402
 
 PAPER = {"target": 26.68, "baseline": 73.3, "no_ft": 70.3, "ft": 72.9,
          "note": "PrimeSVT paper: Spikformer-8-512 on ImageNet"}
@@ -71,9 +70,12 @@ def main() -> int:
     # One deep sensitivity profile serves every drop limit below (the cache hands a
     # shallower limit the rows it would have measured), so escalating never re-profiles.
     sampling = {"profile_samples": args.profile_samples, "check_samples": args.check_samples}
-    warm = Pruner(loaded, ds, Budget(None, None, ESCALATION[-1]), cache_dir=cache,
-                  log=lambda *_: None, **sampling)
-    warm.profile(warm.baseline, ESCALATION[-1])
+    if not args.table_only:
+        warm = Pruner(loaded, ds, Budget(None, None, ESCALATION[-1]), cache_dir=cache,
+                      log=lambda *_: None, **sampling)
+        warm.profile(warm.baseline, ESCALATION[-1])
+    cells = StageCache(cache)  # each finished cell is kept: an interrupted run resumes
+    model_fp = loaded.fingerprint()
     rows, missing = [], []
     for target in args.targets:
         for ft in (0.0, args.finetune_epochs):
@@ -82,20 +84,19 @@ def main() -> int:
                 variants.insert(1, ("prioritized", "greedy"))
             for policy, allocation in variants:
                 label = f"{policy} ({allocation})" if allocation else policy
-                # each finished cell is kept, so an interrupted run resumes where it stopped
-                key = hashlib.sha256(json.dumps(
-                    [loaded.fingerprint(), ds.fingerprint(), target, label, ft, args.max_drop,
-                     args.finetune_samples, sampling]).encode()).hexdigest()[:20]
-                cell = cache / f"cell-{key}.json"
-                if cell.is_file():
-                    rows.append(json.loads(cell.read_text()))
+                name = f"cell-{target:g}-{policy}-{allocation or 'one-rate'}-ft{ft:g}"
+                key = stage_key(model_fp, ds.fingerprint(), target, label, ft,
+                                args.max_drop, args.finetune_samples, sampling)
+                row = cells.get(name, key)
+                if row is not None:
+                    rows.append(row)
                     continue
                 if args.table_only:
                     missing.append(f"{target:g} % {label} ft={ft:g}")
                     continue
                 row = run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc,
-                               target, policy, allocation, ft)
-                atomic_write_bytes(cell, json.dumps(row).encode())
+                               target, policy, allocation, label, ft)
+                cells.put(name, key, row)
                 rows.append(row)
                 print(f"# {row}", file=sys.stderr, flush=True)
     out = {"baseline_test_accuracy": base_acc, "test_samples": n_test,
@@ -111,7 +112,7 @@ def main() -> int:
 
 
 def run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc, target, policy,
-             allocation, ft) -> dict:
+             allocation, label, ft) -> dict:
     """One table cell: prune to ``target`` % fewer weight bytes and measure test accuracy."""
     t0 = time.time()
     flash = int(base_weights * (1 - target / 100))
@@ -132,8 +133,7 @@ def run_cell(loaded, ds, args, cache, sampling, base_weights, base_acc, target, 
     final = result.state.loaded
     acc, _ = cached_test_accuracy(final.model, ds, final.fingerprint(), None, cache, True,
                                   "pruned")
-    row = {"target_pct": target, "policy": f"{policy} ({allocation})" if allocation else policy,
-           "finetune_epochs": ft, "max_drop_used": used if policy == "prioritized" else None,
+    row = {"target_pct": target, "policy": label, "finetune_epochs": ft, "max_drop_used": used if policy == "prioritized" else None,
            "weight_bytes": result.state.plan.weight_bytes,
            "reduction_pct": round(100 * (1 - result.state.plan.weight_bytes / base_weights), 2),
            "test_accuracy": round(acc, 5), "drop_pt": round((base_acc - acc) * 100, 2),
