@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from toolchain.codegen import generate  # noqa: E402
 from toolchain.data import load_dataset  # noqa: E402
+from toolchain.forward import run_model  # noqa: E402
 from toolchain.hostemu import build_host, run_host  # noqa: E402
 from toolchain.ir import extract_ir, run_ir  # noqa: E402
 from toolchain.loading import load_model  # noqa: E402
@@ -58,10 +59,10 @@ def main() -> int:
         times = []
         with torch.no_grad():
             for i in range(5):
-                loaded.model(images[i:i + 1])
+                run_model(loaded.model, images[i:i + 1])
             for i in range(len(images)):
                 t = time.perf_counter()
-                loaded.model(images[i:i + 1])
+                run_model(loaded.model, images[i:i + 1])
                 times.append(time.perf_counter() - t)
         torch_ms = statistics.mean(times) * 1000
         c_ms = c_seconds / len(images) * 1000

@@ -78,13 +78,15 @@ def log(msg: str) -> None:
 def torch_latency(model, ds, images, threads: int) -> float:
     import torch
 
+    from toolchain.forward import run_model
+
     torch.set_num_threads(threads)
     x = ds.as_tensor(images)
     with torch.no_grad():
-        model(x[:1])  # warm-up
+        run_model(model, x[:1])  # warm-up
         start = time.perf_counter()
         for i in range(len(x)):
-            model(x[i:i + 1])
+            run_model(model, x[i:i + 1])
     return (time.perf_counter() - start) / len(x)
 
 

@@ -14,6 +14,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PUBLISHED_DEF = f"{FIXTURES / 'published_spikformer.py'}:build"
+OFFICIAL_DEF = f"{FIXTURES / 'official_spikformer.py'}:build"  # the official CIFAR-10 layout
+OFFICIAL_PER_STEP_DEF = f"{FIXTURES / 'official_spikformer.py'}:build_head_per_step"
+SDT_DEF = f"{FIXTURES / 'official_sdt.py'}:build"  # the official Spike-driven layout
 
 # at most 2 threads (the CI machine's cores); OMP_NUM_THREADS=1 when sharing the machine
 torch.set_num_threads(max(1, min(int(os.environ.get("OMP_NUM_THREADS", 2)), os.cpu_count() or 1)))
@@ -29,6 +32,36 @@ def run_cli(*args: str, check: bool = False, timeout: int = 900,
         raise AssertionError(f"svt-deploy {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def evaluate_against_published_loop(model_def: str, weights, data) -> dict:
+    """``svt-deploy evaluate --json`` on a third-party model, checked to the last image
+    against the measure of the published training scripts: their own forward, with
+    ``functional.reset_net`` after every batch. Returns evaluate's result."""
+    import json
+
+    from spikingjelly.activation_based import functional
+
+    from toolchain.data import load_dataset
+    from toolchain.loading import load_model
+
+    model = load_model(model_def, weights).model
+    ds = load_dataset(data)
+    x, y = ds.split("test")
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), 100):
+            out = model(ds.as_tensor(x[i:i + 100]))
+            logits = out[0] if isinstance(out, tuple) else out  # (logits, hook) forwards
+            correct += int((logits.argmax(1).numpy() == y[i:i + 100]).sum())
+            functional.reset_net(model)
+    proc = run_cli("evaluate", "--model-def", model_def, "--weights", str(weights),
+                   "--data", str(data), "--json", check=True)
+    result = json.loads(proc.stdout)
+    assert result["samples"] == len(y)
+    assert round(result["accuracy"] * len(y)) == correct
+    assert result["structure"] == "verified"
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -58,18 +91,33 @@ def train_tiny(model, ds, epochs: float = 2, samples: int = 3000, lr: float = 3e
 
 @pytest.fixture(scope="session")
 def published_trained(tmp_path_factory, small_npz):
-    """The published-layout Spikformer (outside the package), trained briefly on the subset:
-    returns (model_def, weights_path, data_path)."""
-    sys.path.insert(0, str(FIXTURES))
-    import published_spikformer
+    """A Spikformer in the official CIFAR-10 source's layout (outside the package, imports
+    unchanged, no self-reset), loaded the way the tool loads it and trained briefly on the
+    subset: returns (model_def, weights_path, data_path)."""
     from toolchain.data import load_dataset
+    from toolchain.loading import import_factory
 
     ds = load_dataset(small_npz)
     torch.manual_seed(0)
-    model = train_tiny(published_spikformer.build(), ds, epochs=4, lr=5e-3)
+    model = train_tiny(import_factory(OFFICIAL_DEF)(), ds, epochs=4, lr=5e-3)
     weights = tmp_path_factory.mktemp("published") / "weights.pt"
     torch.save(model.state_dict(), weights)
-    return PUBLISHED_DEF, weights, small_npz
+    return OFFICIAL_DEF, weights, small_npz
+
+
+@pytest.fixture(scope="session")
+def sdt_trained(tmp_path_factory, small_npz):
+    """A Spike-driven Transformer in the official source's layout, trained briefly:
+    (model_def, weights_path, data_path)."""
+    from toolchain.data import load_dataset
+    from toolchain.loading import import_factory
+
+    ds = load_dataset(small_npz)
+    torch.manual_seed(0)
+    model = train_tiny(import_factory(SDT_DEF)(), ds, epochs=4, lr=5e-3)
+    weights = tmp_path_factory.mktemp("sdt") / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    return SDT_DEF, weights, small_npz
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from conftest import FIXTURES, run_cli
 from test_ir import randomize_bn
 from toolchain.codegen import generate
 from toolchain.errors import SvtError
+from toolchain.forward import run_model
 from toolchain.hostemu import build_host, compare, run_host
 from toolchain.ir import extract_ir
 from toolchain.loading import LoadedModel
@@ -39,7 +40,7 @@ def host_vs_torch(model, tmp_path, x):
     binary = build_host(tmp_path / "gen")
     scores, _ = run_host(binary, x.numpy(), ir.num_classes, workers=1)
     with torch.no_grad():
-        ref = model(x).numpy()
+        ref = run_model(model, x).numpy()
     return scores, ref, ir, plan
 
 
@@ -114,20 +115,30 @@ def test_emitted_bytes_equal_the_memory_model(index, tmp_path):
     binary = build_host(gen.directory)
     scores, _ = run_host(binary, images(16).numpy(), ir.num_classes, workers=1)
     with torch.no_grad():
-        ref = model(images(16)).numpy()
+        ref = run_model(model, images(16)).numpy()
     assert compare(scores, ref, ref.argmax(1)).agreement == 1.0
 
 
+SANITIZED_IMAGES = 300
+
+
 def test_sanitizer_build_runs_clean(tmp_path):
+    """ASan and UBSan, any report fatal (-fno-sanitize-recover=all), over a few hundred
+    images (a blank and a saturated one among them; T=3 straddles bytes): the scores are
+    the normal build's to the bit."""
     model = tiny(3, seed=4)
     ir = extract_ir(model, (1, 28, 28))
     generate(ir, plan_memory(ir), tmp_path / "gen", source="test")
+    x = images(SANITIZED_IMAGES, seed=5)
+    x[0], x[1] = 0.0, 1.0
     binary = build_host(tmp_path / "gen", sanitize=True)
-    scores, _ = run_host(binary, images(3).numpy(), ir.num_classes, workers=1,
+    scores, _ = run_host(binary, x.numpy(), ir.num_classes, workers=1,
                          env={"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
                               "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"})
+    plain, _ = run_host(build_host(tmp_path / "gen"), x.numpy(), ir.num_classes, workers=1)
+    np.testing.assert_array_equal(scores, plain)
     with torch.no_grad():
-        ref = model(images(3)).numpy()
+        ref = run_model(model, x).numpy()
     assert np.abs(scores - ref).max() < 1e-3
 
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from conftest import run_cli
+from conftest import OFFICIAL_PER_STEP_DEF, run_cli
 
 REPORT_KEYS = {"board", "baseline", "pruned", "finetuned", "budget", "layers", "firmware",
                "host_emulation", "device", "timings_s"}
@@ -51,6 +51,21 @@ def test_third_party_model_end_to_end_with_max_reduction(deployed):
                  "svt_stm32h7.elf", "svt_stm32h7.bin", "svt_stm32h7.hex"):
         assert (out / name).is_file(), name
     assert (out / "firmware_project" / "firmware" / "Makefile").is_file()
+
+
+def test_head_per_timestep_deploys(published_trained, tmp_path):
+    """The same weights with the head applied at every timestep and averaged afterwards: the
+    head folds into one, and the deploy runs end to end."""
+    _, weights, data = published_trained
+    out = tmp_path / "per_step"
+    proc = run_cli("--board", "stm32h7", "--max-drop", "8", "--max-reduction", "15",
+                   "--model-def", OFFICIAL_PER_STEP_DEF, "--weights", str(weights),
+                   "--data", str(data), "--out", str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["pruned"]["flash_bytes"] <= 0.85 * report["baseline"]["flash_bytes"] + 4
+    assert report["host_emulation"]["agreement"] >= 0.995
+    assert report["device"]["agreement"] == 1.0
 
 
 def test_rerun_reuses_every_stage(deployed):

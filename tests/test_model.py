@@ -6,6 +6,7 @@ import torch
 from conftest import REPO, run_cli
 from toolchain.checkpoint import save_checkpoint
 from toolchain.errors import SvtError
+from toolchain.forward import run_model
 from toolchain.loading import REFERENCE_WEIGHTS, load_model
 from toolchain.model import ATTN_THRESHOLD, SViTConfig, SpikingViT, build_reference
 
@@ -21,12 +22,12 @@ def test_reference_architecture_size_and_structure():
     assert model.config.timesteps == 4
 
 
-def test_forward_is_stateless_between_calls():
+def test_the_tools_forward_is_stateless_between_calls():
     torch.manual_seed(0)
     model = SpikingViT(SViTConfig.reference(embed_dim=32, depth=1, heads=4)).eval()
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(model(x), model(x))  # membrane state is reset per forward
+        assert torch.equal(run_model(model, x), run_model(model, x))  # reset per forward
 
 
 def test_config_is_stored_with_weights_and_loads_weights_only(tmp_path):
@@ -40,7 +41,7 @@ def test_config_is_stored_with_weights_and_loads_weights_only(tmp_path):
     loaded = load_model(weights=path)
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(loaded.model(x), model(x))
+        assert torch.equal(run_model(loaded.model, x), run_model(model, x))
 
 
 def test_committed_reference_checkpoint_and_card():

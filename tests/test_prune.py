@@ -7,6 +7,7 @@ import torch
 
 from conftest import FIXTURES, run_cli
 from test_ir import randomize_bn
+from toolchain.forward import run_model
 from toolchain.ir import extract_ir, run_ir
 from toolchain.loading import LoadedModel, load_model
 from toolchain.model import SViTConfig, SpikingViT
@@ -55,13 +56,13 @@ def test_pruning_zero_importance_units_leaves_outputs_unchanged(which):
     assert (imp[dead] == 0).all() and (np.delete(imp, dead) > 0).all()
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        before = model(x)
+        before = run_model(model, x)
     loaded = LoadedModel(model, None, "m")
     prune_space(loaded, ir, group.space, sp.units - len(dead))
     after_ir = extract_ir(loaded.model, (1, 28, 28))
     assert after_ir.spaces[group.space].units == sp.units - 2
     with torch.no_grad():
-        after = loaded.model(x)
+        after = run_model(loaded.model, x)
     assert torch.allclose(before, after, atol=1e-5)
 
 
@@ -98,8 +99,8 @@ def test_coupled_groups_shrink_every_module_consistently(tmp_path):
     again = load_model(weights=tmp_path / "m.pt")
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(again.model(x), loaded.model(x))
-    assert torch.allclose(run_ir(ir, x), loaded.model(x), atol=1e-4)
+        assert torch.equal(run_model(again.model, x), run_model(loaded.model, x))
+    assert torch.allclose(run_ir(ir, x), run_model(loaded.model, x), atol=1e-4)
 
 
 def test_published_layout_links_the_widths_its_forward_ties_together():

@@ -282,6 +282,31 @@ def test_damaged_request_is_nacked_and_resent():
     assert link.stats.naks == 1 and link.stats.retries == 1 and dev.executed == 2
 
 
+def test_request_swallowed_by_a_damaged_frame_is_resent_without_waiting_out_the_timeout():
+    """The device reads the request right behind a cut-short frame as that frame's missing
+    bytes and NAKs it with the cut frame's seq: the host must resend at once."""
+    def swallow(data, n):  # the second request arrives behind a cut frame of seq 200
+        return encode_frame(INFO, 200)[:-1] + data[:1] if n == 2 else data
+    dev = FakeDevice(damage_in=swallow)
+    link = link_to(dev, timeout=2.0)
+    link.info()
+    start = time.monotonic()
+    assert link.info().board == "fake"
+    assert time.monotonic() - start < 1.0
+    assert link.stats.naks == 1 and link.stats.retries == 1 and link.stats.timeouts == 0
+    assert dev.executed == 2
+
+
+def test_nak_for_an_earlier_frame_does_not_resend_a_request_that_got_through():
+    def stale_nak(frame, n):  # a NAK for an older frame, then our reply as usual
+        return encode_frame(NAK, 200, struct.pack("<I", 2)) + frame if n == 2 else frame
+    dev = FakeDevice(damage=stale_nak)
+    link = link_to(dev, timeout=2.0)
+    link.info()
+    link.info()
+    assert link.stats.retries == 0 and link.stats.stale_frames == 1
+
+
 def test_silent_device_fails_after_bounded_retries_in_one_line():
     link = link_to(FakeDevice(dead=True), timeout=0.05, retries=2)
     start = time.monotonic()

@@ -14,6 +14,8 @@ import json
 import sys
 import traceback
 
+from . import cli_args as num
+from .cli_args import ArgParser
 from .errors import SvtError
 
 COMMANDS = {}
@@ -34,10 +36,19 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", metavar="W.pt",
                    help="state dict or svt-deploy checkpoint (default: examples/reference_svit.pt)")
     g.add_argument("--data", metavar="PATH",
-                   help="IDX directory, CIFAR-10 batch directory or .npz "
+                   help="IDX directory, CIFAR-10 batch directory, .npz, or an image folder "
+                        "(train/ and test/ with one sub-directory of PNG/JPEG per class) "
                         "(default: /usr/share/datasets/fashion-mnist)")
-    g.add_argument("--normalize", nargs=2, type=float, metavar=("MEAN", "STD"),
+    g.add_argument("--normalize", nargs=2, type=num.finite, action=num.MeanStd,
+                   metavar=("MEAN", "STD"),
                    help="subtract MEAN and divide by STD after scaling uint8 images to [0, 1]")
+    g = p.add_argument_group("compute")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where evaluation, profiling and fine-tuning run (auto: CUDA when "
+                        "PyTorch sees a GPU); IR extraction and C generation stay on the CPU")
+    g.add_argument("--batch-size", type=num.count, default=250, metavar="N",
+                   help="images per evaluation batch (default 250; results do not depend "
+                        "on it)")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -49,7 +60,9 @@ def load_inputs(args, need_data: bool = True):
     """(LoadedModel, Dataset) from the common model/data options, checked against each other."""
     from .data import load_dataset
     from .loading import load_model
+    from .runtime import configure
 
+    configure(args.device, args.batch_size)
     ds = load_dataset(args.data, tuple(args.normalize) if args.normalize else None) \
         if need_data else None
     loaded = load_model(args.model_def, args.weights)
@@ -72,7 +85,7 @@ def progress_bar(total: int, desc: str, quiet: bool):
 
 @command("boards", "list the board profiles and their memory limits")
 def cmd_boards(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy boards", description="List board profiles.")
+    p = ArgParser(prog="svt-deploy boards", description="List board profiles.")
     add_common(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -101,9 +114,9 @@ def cmd_boards(argv):
 
 @command("analyze", "per-layer flash and SRAM of a model against a board's limits")
 def cmd_analyze(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy analyze",
-                                description="Flash (fp32 weights, BN folded) and peak SRAM "
-                                            "(layer-major schedule) per layer, against a board.")
+    p = ArgParser(prog="svt-deploy analyze",
+                  description="Flash (fp32 weights, BN folded) and peak SRAM "
+                              "(layer-major schedule) per layer, against a board.")
     p.add_argument("--board", required=True)
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
     add_model_args(p)
@@ -123,11 +136,12 @@ def cmd_analyze(argv):
 
 @command("evaluate", "top-1 test accuracy of a model")
 def cmd_evaluate(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy evaluate",
-                                description="Top-1 accuracy on the test split.")
+    p = ArgParser(prog="svt-deploy evaluate",
+                  description="Top-1 accuracy on the test split.")
     add_model_args(p)
     add_common(p)
-    p.add_argument("--samples", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument("--samples", type=num.count, default=None,
+                   help="first N test images (default: all)")
     p.add_argument("--json", action="store_true",
                    help='print {"accuracy": ..., "samples": ..., "params": ...}')
     args = p.parse_args(argv)
@@ -142,11 +156,26 @@ def cmd_evaluate(argv):
             raise SvtError(f"the model failed on {ds.input_shape} images from the data: "
                            f"{str(e).splitlines()[0][:160]}") from None
     params = sum(t.numel() for t in loaded.model.parameters())
+    structure = structure_check(loaded.model, ds.input_shape)
     if args.json:
-        print(json.dumps({"accuracy": round(acc, 6), "samples": int(len(y)), "params": params}))
+        print(json.dumps({"accuracy": round(acc, 6), "samples": int(len(y)), "params": params,
+                          "structure": structure}))
     else:
         print(f"accuracy {acc:.4f} on {len(y)} test images ({params:,} parameters)")
+        print(f"structure: {structure}")
     return 0
+
+
+def structure_check(model, input_shape) -> str:
+    """The deploy's structure check (IR extraction, verified against the model), as a line:
+    "verified", or why the deploy would refuse this model."""
+    from .ir import extract_ir
+
+    try:
+        extract_ir(model, input_shape)
+    except SvtError as e:
+        return f"could not verify: {e}"
+    return "verified"
 
 
 # ----------------------------------------------------------------------------- prune
@@ -154,11 +183,13 @@ def cmd_evaluate(argv):
 def add_budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budget")
     g.add_argument("--board", help="board profile whose flash and SRAM set the budget")
-    g.add_argument("--max-drop", type=float, required=True, metavar="PTS",
+    g.add_argument("--max-drop", type=num.drop_points, required=True, metavar="PTS",
                    help="tolerated top-1 accuracy drop in points")
-    g.add_argument("--target-flash", metavar="SIZE", help="weight bytes allowed (e.g. 900KB)")
-    g.add_argument("--target-sram", metavar="SIZE", help="arena bytes allowed (e.g. 96KB)")
-    g.add_argument("--max-reduction", type=float, metavar="PCT",
+    g.add_argument("--target-flash", type=num.size, metavar="SIZE",
+                   help="weight bytes allowed (e.g. 900KB)")
+    g.add_argument("--target-sram", type=num.size, metavar="SIZE",
+                   help="arena bytes allowed (e.g. 96KB)")
+    g.add_argument("--max-reduction", type=num.reduction_pct, metavar="PCT",
                    help="cut the weight bytes by PCT percent (the paper's setting)")
     g = p.add_argument_group("pruning")
     g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
@@ -166,26 +197,25 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="how the prioritized policy shares the drop among groups: in "
                         "proportion to their size (default), or all of it to each in turn "
                         "(the paper's literal rule)")
-    g.add_argument("--finetune-epochs", type=float, default=0, metavar="N",
+    g.add_argument("--finetune-epochs", type=num.non_negative, default=0, metavar="N",
                    help="fine-tune after pruning (and between stages when one shot cannot "
                         "reach the budget)")
-    g.add_argument("--finetune-samples", type=int, default=20000, metavar="N",
+    g.add_argument("--finetune-samples", type=num.count, default=20000, metavar="N",
                    help="training images used for fine-tuning (default 20000)")
-    g.add_argument("--finetune-lr", type=float, default=5e-4)
-    g.add_argument("--profile-samples", type=int, default=1000, metavar="N",
+    g.add_argument("--finetune-lr", type=num.positive, default=5e-4)
+    g.add_argument("--profile-samples", type=num.count, default=1000, metavar="N",
                    help="validation images per sensitivity measurement (default 1000)")
-    g.add_argument("--check-samples", type=int, default=2500, metavar="N",
+    g.add_argument("--check-samples", type=num.count, default=2500, metavar="N",
                    help="validation images to check each applied step (default 2500)")
-    g.add_argument("--test-samples", type=int, default=None, metavar="N",
+    g.add_argument("--test-samples", type=num.count, default=None, metavar="N",
                    help="test images for the reported accuracy (default: all)")
 
 
 def budget_from_args(args, baseline_weight_bytes: int | None = None):
-    from .boards import load_board, parse_size
+    from .boards import load_board
     from .prune import Budget
 
-    if args.max_drop < 0:
-        raise SvtError("--max-drop must be >= 0")
+    # the numbers were range-checked while parsing (cli_args); sizes are already bytes
     board = load_board(args.board) if args.board else None
     if board is None and not (args.target_flash or args.target_sram or args.max_reduction):
         raise SvtError("give --board, or a budget with --target-flash/--target-sram/"
@@ -194,14 +224,12 @@ def budget_from_args(args, baseline_weight_bytes: int | None = None):
     sram = board.sram_budget if board else None
     source = [f"board {board.name}"] if board else []
     if args.target_flash:
-        flash = parse_size(args.target_flash)
+        flash = args.target_flash
         source.append("--target-flash")
     if args.target_sram:
-        sram = parse_size(args.target_sram)
+        sram = args.target_sram
         source.append("--target-sram")
     if args.max_reduction is not None:
-        if not 0 < args.max_reduction < 100:
-            raise SvtError("--max-reduction must be between 0 and 100 (percent)")
         target = int(baseline_weight_bytes * (1 - args.max_reduction / 100))
         flash = target if flash is None else min(flash, target)
         source.append(f"--max-reduction {args.max_reduction:g}%")
@@ -213,14 +241,17 @@ def cached_test_accuracy(model, ds, fingerprint: str, samples, cache_dir, quiet:
     """Test accuracy (reporting only), cached by model and data fingerprints."""
     from .checkpoint import atomic_write_bytes
     from .evaluate import accuracy
+    from .runtime import current
 
+    rt = current()
     x, y = ds.split("test", samples)
     path = cache_dir / f"test-{fingerprint}-{ds.fingerprint()}-{len(y)}.json"
-    if path.is_file():
+    if all(rt.all_gather(path.is_file())):  # under torchrun every rank takes the same path
         return json.loads(path.read_text())["accuracy"], len(y)
     with progress_bar(len(y), desc, quiet) as bar:
         acc = accuracy(model, ds, x, y, progress=bar.update)
-    atomic_write_bytes(path, json.dumps({"accuracy": acc}).encode())
+    if rt.is_main:
+        atomic_write_bytes(path, json.dumps({"accuracy": acc}).encode())
     return acc, len(y)
 
 
@@ -232,6 +263,7 @@ def run_prune(args, loaded, ds, out_dir, log):
     from .ir import extract_ir
     from .memory import plan_memory
     from .prune import Pruner, plan_json, write_outputs
+    from .runtime import current
 
     t0 = time.time()
     base_plan = plan_memory(extract_ir(loaded.model, ds.input_shape))
@@ -267,28 +299,33 @@ def run_prune(args, loaded, ds, out_dir, log):
                       "validation": {"profile_samples": pruner.val.profile_samples,
                                      "check_samples": pruner.val.check_samples,
                                      "evaluations": pruner.val.evaluations}})
-    write_outputs(Path(out_dir), result, plan)
+    if current().is_main:  # under torchrun every rank holds the same result
+        write_outputs(Path(out_dir), result, plan)
     return result, budget, plan, test, pruner.groups
 
 
 @command("prune", "PrimeSVT pruning to a board's budget within an accuracy drop")
 def cmd_prune(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy prune",
-                                description="Prioritized memory-aware structured pruning "
-                                            "(PrimeSVT) to a flash/SRAM budget.")
+    p = ArgParser(prog="svt-deploy prune",
+                  description="Prioritized memory-aware structured pruning "
+                              "(PrimeSVT) to a flash/SRAM budget.")
     add_budget_args(p)
     add_model_args(p)
     add_common(p)
     p.add_argument("--out", default=None, help="output directory (default out/prune-<board>)")
     args = p.parse_args(argv)
     from .prune import format_table
+    from .runtime import current
 
     loaded, ds = load_inputs(args)
     out_dir = args.out or f"out/prune-{args.board or 'custom'}"
-    log = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    main_rank = current().is_main  # under torchrun, rank 0 speaks for all
+    log = (lambda msg: print(msg, file=sys.stderr)) if main_rank and not args.quiet \
+        else (lambda *a: None)
     result, budget, plan, test, groups = run_prune(args, loaded, ds, out_dir, log)
-    print(format_table(result, budget, groups, test))
-    print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
+    if main_rank:
+        print(format_table(result, budget, groups, test))
+        print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
     return 0
 
 
@@ -308,9 +345,9 @@ def generate_sources(loaded, input_shape, out_dir, board=None):
 
 @command("generate", "emit C sources (weights, kernels, model) for a model")
 def cmd_generate(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy generate",
-                                description="Generate dense C weight arrays (BN folded), the "
-                                            "spiking kernels and svt_model_run().")
+    p = ArgParser(prog="svt-deploy generate",
+                  description="Generate dense C weight arrays (BN folded), the "
+                              "spiking kernels and svt_model_run().")
     p.add_argument("--board", default="host", help="board whose limits are checked (default host)")
     p.add_argument("--out", required=True, help="output directory for the C sources")
     add_model_args(p)
@@ -352,11 +389,12 @@ def host_emulation(loaded, ds, out_dir, samples, quiet, sanitize=False, workers=
 
 @command("emulate", "build the generated C on the host and compare it with PyTorch")
 def cmd_emulate(argv):
-    p = argparse.ArgumentParser(prog="svt-deploy emulate",
-                                description="Host emulation: gcc build of the generated C run "
-                                            "over test images, compared image by image with "
-                                            "the PyTorch model.")
-    p.add_argument("--samples", type=int, default=None, help="first N test images (default all)")
+    p = ArgParser(prog="svt-deploy emulate",
+                  description="Host emulation: gcc build of the generated C run "
+                              "over test images, compared image by image with "
+                              "the PyTorch model.")
+    p.add_argument("--samples", type=num.count, default=None,
+                   help="first N test images (default all)")
     p.add_argument("--out", default="out/emulate", help="directory for the sources and binary")
     p.add_argument("--sanitize", action="store_true",
                    help="build with -fsanitize=address,undefined (slower)")

@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+from . import cli_args as num
 from .cli import add_common, add_model_args, command, load_inputs, progress_bar
+from .cli_args import ArgParser
 from .errors import SvtError
 
 
@@ -44,7 +45,7 @@ def _log(args):
 
 @command("firmware", "generate and cross-build firmware for a board; check that it fits")
 def cmd_firmware(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy firmware",
         description="Generate the model's C with start-up code, UART driver and serial "
                     "protocol for a board, build it with arm-none-eabi-gcc, and check flash "
@@ -82,16 +83,16 @@ def cmd_firmware(argv):
 
 @command("run-qemu", "run the firmware on the board's QEMU machine and check its accuracy")
 def cmd_run_qemu(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy run-qemu",
         description="Build the firmware for the board's emulator (stm32h7: mps2-an500, "
                     "stm32f405: netduinoplus2), stream test images to it over the serial "
                     "protocol, and compare with PyTorch and the host C build. Reports "
                     "instructions per inference (QEMU -icount).")
     p.add_argument("--board", required=True)
-    p.add_argument("--samples", type=int, default=20, help="test images (default 20)")
+    p.add_argument("--samples", type=num.count, default=20, help="test images (default 20)")
     p.add_argument("--out", help="project directory (default out/firmware-BOARD)")
-    p.add_argument("--corrupt", type=float, default=0.0, metavar="RATE",
+    p.add_argument("--corrupt", type=num.corrupt_rate, default=0.0, metavar="RATE",
                    help="damage this fraction of the bytes on the serial line (flip or drop), "
                         "to exercise the protocol's error detection and retries")
     p.add_argument("--json", action="store_true")
@@ -107,10 +108,6 @@ def cmd_run_qemu(argv):
     if board.emulator is None:
         raise SvtError(f"board {board.name} has no emulator; run-qemu supports stm32h7 "
                        "(mps2-an500) and stm32f405 (netduinoplus2)")
-    if args.samples < 1:
-        raise SvtError("--samples must be at least 1")
-    if not 0 <= args.corrupt < 0.05:
-        raise SvtError("--corrupt must be between 0 and 0.05 (a fraction of the bytes)")
     require_cross_toolchain()
     require_tool("qemu-system-arm")
     loaded, ds = load_inputs(args)
@@ -145,7 +142,7 @@ def cmd_run_qemu(argv):
 
 @command("flash", "write the built firmware to a board (openocd, st-flash or pyocd)")
 def cmd_flash(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy flash",
         description="Flash firmware/build/svt_firmware.* of a project built with "
                     "`svt-deploy firmware` using the first installed tool of the board "
@@ -190,7 +187,7 @@ def host_project(loaded, ds, info, project: Path, scratch: str) -> Path:
 
 @command("validate", "check the firmware on a connected board over its serial port")
 def cmd_validate(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy validate",
         description="Stream test images to a board running svt-deploy firmware and compare "
                     "its predictions with PyTorch and the host C build; reports cycles per "
@@ -198,10 +195,10 @@ def cmd_validate(argv):
                     "socket://127.0.0.1:4444 (then it reports instructions).")
     p.add_argument("--port", required=True, help="serial device (/dev/ttyACM0, COM3) or a "
                                                  "pyserial URL (socket://host:port)")
-    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--baud", type=num.positive_int, default=115200)
     p.add_argument("--board", required=True)
-    p.add_argument("--samples", type=int, default=100, help="test images (default 100)")
-    p.add_argument("--timeout", type=float, default=2.0,
+    p.add_argument("--samples", type=num.count, default=100, help="test images (default 100)")
+    p.add_argument("--timeout", type=num.positive, default=2.0,
                    help="seconds to wait for an answer before resending (default 2)")
     p.add_argument("--dir", help="project directory for the host build "
                                  "(default out/firmware-BOARD)")
@@ -214,8 +211,6 @@ def cmd_validate(argv):
     from .serial_link import SerialLink, open_port
 
     board = load_board(args.board)
-    if args.samples < 1:
-        raise SvtError("--samples must be at least 1")
     port = open_port(args.port, args.baud)  # first: a missing board fails fast
     try:
         link = SerialLink(port, name=args.port, timeout=args.timeout, baud=args.baud,

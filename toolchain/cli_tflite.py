@@ -8,13 +8,13 @@ imported only when this command runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from . import cli_args as num
 from .cli import add_common, add_model_args, command, load_inputs, progress_bar
-from .errors import SvtError
+from .cli_args import ArgParser
 from .tflite_export import REPRESENTATIVE_SAMPLES  # light: TF is imported on use
 
 
@@ -65,7 +65,7 @@ def run_checks(loaded, ds, ir, out_dir: Path, conv, samples, tflm_samples, threa
 
 @command("export-tflite", "TFLite export (fp32 + int8) checked with LiteRT and TFLM")
 def cmd_export_tflite(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy export-tflite",
         description="Build the network in TensorFlow from the IR (BN folded, T timesteps "
                     "unrolled, builtin ops only), convert it to float32 and int8 .tflite "
@@ -73,15 +73,16 @@ def cmd_export_tflite(argv):
                     "(accuracy, agreement with PyTorch) and TensorFlow Lite Micro (smallest "
                     "arena, accuracy). Needs: pip install .[tflite]")
     p.add_argument("--out", required=True, help="output directory for the .tflite files")
-    p.add_argument("--representative", type=int, default=REPRESENTATIVE_SAMPLES, metavar="N",
+    p.add_argument("--representative", type=num.count0, default=REPRESENTATIVE_SAMPLES,
+                   metavar="N",
                    help="training images for the int8 calibration (default "
                         f"{REPRESENTATIVE_SAMPLES}; 0: fp32 only)")
-    p.add_argument("--samples", type=int, default=1000, metavar="N",
+    p.add_argument("--samples", type=num.count, default=1000, metavar="N",
                    help="test images for the LiteRT check (default 1000)")
-    p.add_argument("--tflm-samples", type=int, default=200, metavar="N",
+    p.add_argument("--tflm-samples", type=num.count0, default=200, metavar="N",
                    help="test images run through TFLM (default 200; 0: skip TFLM)")
     p.add_argument("--no-check", action="store_true", help="only export, run nothing")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=num.count, default=1,
                    help="CPU threads for TensorFlow and LiteRT (default 1)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_model_args(p)
@@ -89,8 +90,6 @@ def cmd_export_tflite(argv):
     args = p.parse_args(argv)
     from .tflite_export import META_FILE, _require, export, require_tensorflow
 
-    if args.representative < 0 or args.samples < 1 or args.tflm_samples < 0:
-        raise SvtError("--representative and --tflm-samples must be >= 0, --samples >= 1")
     require_tensorflow(args.threads)  # fail fast, with the install hint, before any work
     if not args.no_check:
         _require("ai_edge_litert.interpreter", "ai-edge-litert (LiteRT)")

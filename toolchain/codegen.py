@@ -31,13 +31,18 @@ KERNEL_FILES = {
     "linear_spiking_lif": "linear_spiking_lif.c",
     "ssa_lif": "ssa_lif.c",
     "maxpool2d": "maxpool2d.c",
+    "maxpool2d_membrane": "maxpool2d_membrane.c",
     "add": "add.c",
+    "add_membrane": "add_membrane.c",
+    "lif_layer": "lif_layer.c",
+    "sdsa_kv_lif": "sdsa_kv_lif.c",
+    "spike_mask": "spike_mask.c",
     "mean_tokens": "mean.c",
     "mean_time": "mean.c",
     "mean_tokens_time": "mean.c",
     "dense": "dense.c",
 }
-C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS"}
+C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS", "membrane": "SVT_MEMBRANE"}
 MAX_TIMESTEPS = 8
 VALUES_PER_LINE = 8
 
@@ -125,14 +130,17 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
             arrays.append(_array(ctx["weight"], w, f"{s.name}: {s.kernel} weight, {layout}"))
             arrays.append(_array(ctx["bias"], n.bias, f"{s.name}: bias [{n.bias.size}]"))
             ctx["in_c"] = n.attrs["in_channels"]
+        ctx["lif_ptr"] = "NULL"  # a synaptic layer without LIF keeps its currents
         if "lif" in s.attrs:
             ctx["lif"] = symbol("lif_", s.attrs["lif"])
+            ctx["lif_ptr"] = "&" + ctx["lif"]
             lifs.append({"symbol": ctx["lif"], "tau": c_float(s.attrs["tau"]),
                          "v_th": c_float(s.attrs["v_threshold"]),
                          "v_reset": c_float(s.attrs["v_reset"])})
         if s.scratch_bytes:
             ctx["scratch"] = offset(f"{s.name}.scratch")
-        if s.kernel in ("conv2d_analog_lif", "conv2d_spiking_lif", "maxpool2d"):
+        if s.kernel in ("conv2d_analog_lif", "conv2d_spiking_lif", "maxpool2d",
+                        "maxpool2d_membrane"):
             ctx.update(in_h=src.height, in_w=src.width, kernel_size=s.attrs["kernel"],
                        stride=s.attrs["stride"], padding=s.attrs["padding"])
         if s.kernel == "ssa_lif":
@@ -143,6 +151,10 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
             ctx["acc"] = ctx["scratch"] + _align(kv)
         if s.kernel.startswith("mean"):
             ctx["tokens"] = s.attrs["tokens"]
+        if s.kernel == "lif_layer":
+            ctx.update(neuron_stride=s.attrs["neuron_stride"], time_stride=s.attrs["time_stride"])
+        if s.kernel in ("sdsa_kv_lif", "spike_mask"):
+            ctx["tokens"] = s.attrs.get("in_tokens", ctx["tokens"])
         ins = ", ".join(f"{nodes[i].channels}x{nodes[i].height}x{nodes[i].width} "
                         f"{fmt.get(i, 'image')}" for i in s.inputs if i in nodes)
         ctx["comment"] = (f"{' + '.join(s.nodes)}: {ins or 'image'} -> "

@@ -10,7 +10,6 @@ outside ``--out`` is written.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import subprocess
@@ -18,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli_args as num
 from .cli import (add_budget_args, add_common, add_model_args, cached_test_accuracy, command,
                   load_inputs, progress_bar, run_prune)
+from .cli_args import ArgParser
 from .errors import SvtError
 from .stages import StageCache, file_digest, stage_key
 
@@ -65,7 +66,7 @@ def _summary(test_acc, params, plan) -> dict:
 
 @command("deploy", "the whole pipeline (also: svt-deploy --board B --max-drop D)")
 def cmd_deploy(argv):
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="svt-deploy",
         description="Prune a spiking ViT to fit a board within an accuracy drop, generate "
                     "C, check it on the host, build the firmware and validate it on the "
@@ -74,9 +75,9 @@ def cmd_deploy(argv):
     add_model_args(p)
     add_common(p)
     p.add_argument("--out", help="output directory (default out/<board>)")
-    p.add_argument("--host-samples", type=int, default=10000, metavar="N",
+    p.add_argument("--host-samples", type=num.count, default=10000, metavar="N",
                    help="test images for the host emulation check (default 10000)")
-    p.add_argument("--device-samples", type=int, default=500, metavar="N",
+    p.add_argument("--device-samples", type=num.count, default=500, metavar="N",
                    help="test images streamed to the device (default 500)")
     p.add_argument("--port", help="serial port of a real board (e.g. /dev/ttyACM0): flash it "
                                   "and validate there instead of on the emulator")
@@ -116,6 +117,7 @@ class Stages:
 
 def run_deploy(args, argv) -> dict:
     from .boards import load_board
+    from .runtime import current
     from .ir import extract_ir
     from .loading import load_model
     from .memory import plan_memory
@@ -129,6 +131,10 @@ def run_deploy(args, argv) -> dict:
 
     t = time.time()
     loaded, ds = load_inputs(args)
+    if current().distributed:
+        raise SvtError("the full deploy runs in one process (it builds firmware and drives "
+                       "one device); under torchrun use `svt-deploy prune`, then deploy its "
+                       "pruned_model.pt")
     model_fp, data_fp = loaded.fingerprint(), ds.fingerprint()
     load_seconds = time.time() - t
 

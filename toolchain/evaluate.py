@@ -1,27 +1,60 @@
-"""Batched inference on the CPU: predictions, scores and top-1 accuracy."""
+"""Batched inference: predictions, scores and top-1 accuracy.
+
+Every batch starts from reset neuron state (``forward.run_model``), so the scores do not
+depend on the batch size or on the order of the images. The device and, under torchrun,
+the sharding of accuracy checks across ranks come from ``runtime.current()``.
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from .data import Dataset, batches
+from .forward import run_model
+from .runtime import current
+
+
+@contextmanager
+def on_device(model: torch.nn.Module, device: torch.device):
+    """Run ``model`` on ``device`` for a while; it lives on the CPU otherwise (IR extraction
+    and pruning surgery read its weights there)."""
+    if device.type == "cpu":
+        yield model
+        return
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.to("cpu")
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, ds: Dataset, images: np.ndarray,
-            batch_size: int = 250, progress=None) -> np.ndarray:
+            batch_size: int | None = None, progress=None) -> np.ndarray:
     """Class scores ``[N, classes]`` for ``images`` (the model is put in eval mode)."""
+    rt = current()
     model.eval()
     out = []
-    for x, _ in batches(ds, images, np.zeros(len(images), np.int64), batch_size):
-        out.append(model(x).float().numpy())
-        if progress is not None:
-            progress(len(x))
+    with on_device(model, rt.device):
+        for x, _ in batches(ds, images, np.zeros(len(images), np.int64),
+                            batch_size or rt.batch_size):
+            out.append(run_model(model, x.to(rt.device)).float().cpu().numpy())
+            if progress is not None:
+                progress(len(x))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def accuracy(model: torch.nn.Module, ds: Dataset, images: np.ndarray, labels: np.ndarray,
-             batch_size: int = 250, progress=None) -> float:
-    scores = predict(model, ds, images, batch_size, progress)
-    return float((scores.argmax(1) == labels).mean()) if len(labels) else 0.0
+             batch_size: int | None = None, progress=None, sharded: bool = True) -> float:
+    """Top-1 accuracy. Under torchrun (``sharded``) each rank scores its share of the images
+    and the correct counts are added up: every rank gets the single-process number."""
+    if not len(labels):
+        return 0.0
+    rt = current()
+    part = rt.shard(len(labels)) if sharded else slice(None)
+    scores = predict(model, ds, images[part], batch_size, progress)
+    correct = int((scores.argmax(1) == labels[part]).sum()) if len(scores) else 0
+    return (rt.all_sum(correct) if sharded else correct) / len(labels)

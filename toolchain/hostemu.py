@@ -19,8 +19,10 @@ import numpy as np
 
 from .errors import SvtError
 
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
-SANITIZE = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off",
+WARNINGS = ["-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-Werror"]
+CFLAGS = ["-std=c99", "-O2", *WARNINGS, "-ffp-contract=off"]
+# ASan and UBSan; any report ends the run (no recovery), so a test sees it as a failure.
+SANITIZE = ["-std=c99", "-O1", "-g", *WARNINGS, "-ffp-contract=off",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer"]
 

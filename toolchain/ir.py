@@ -7,9 +7,15 @@ through a ``TorchFunctionMode``. Pattern rules turn that trace into a short list
 nodes with BN already folded, and channel *spaces* say which module dimensions must
 shrink together when a channel (or attention head) is removed.
 
-Node kinds of values: ``analog`` (the image), ``current`` (pre-LIF float), ``spikes``
-(0/1 per timestep), ``count`` (small integer sums of spikes on the residual stream),
+Node kinds of values: ``analog`` (the image), ``current`` (float per neuron and timestep:
+a synaptic layer's output before its LIF, or the real-valued "membrane shortcut" stream of
+Spike-driven Transformers, sums and max-pools of such outputs), ``spikes`` (0/1 per
+timestep), ``count`` (small integer sums of spikes on a Spikformer residual stream),
 ``vector`` (per-timestep or time-averaged float features) and ``scores``.
+
+Two attention families: Spikformer's SSA (``(q kᵀ) v · scale``, node ``ssa``) and the
+Spike-driven Transformer's SDSA (``q ⊙ LIF(Σ_tokens k ⊙ v)``, nodes ``kv_sum`` → ``lif`` →
+``mask``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from spikingjelly.activation_based import neuron as sj_neuron
 from torch.overrides import TorchFunctionMode
 
 from .errors import SvtError
+from .forward import logits_of, reset_state
 
 TRACE_BATCH = 3  # a batch size unlikely to equal T, a head count or a channel width
 
@@ -32,7 +39,7 @@ TRACE_BATCH = 3  # a batch size unlikely to equal T, a head count or a channel w
 @dataclass
 class Node:
     name: str
-    op: str  # input | conv2d | linear | lif | maxpool2d | add | ssa | mean | dense
+    op: str  # input | conv2d | linear | lif | maxpool2d | add | ssa | kv_sum | mask | mean | dense
     inputs: list[str]
     kind: str  # analog | current | spikes | count | vector | scores
     channels: int
@@ -232,6 +239,9 @@ class _Builder:
             return self._lif(name, m, x, out)
         if isinstance(m, nn.MaxPool2d):
             return self._maxpool(name, m, x, out)
+        if isinstance(m, nn.MaxPool3d):
+            raise SvtError(f"unsupported layer {name} (MaxPool3d): the Spike-driven "
+                           "Transformer's DVS 'Erode' pooling is not supported yet")
         raise SvtError(f"unsupported layer {name} ({type(m).__name__}); supported: Conv1d, "
                        "Conv2d, Linear, BatchNorm1d/2d, SpikingJelly LIF, MaxPool2d")
 
@@ -305,11 +315,15 @@ class _Builder:
             raise SvtError(f"unsupported layer {name}: LIF must run in multi-step mode "
                            "(step_mode='m')")
         if not isinstance(m, sj_neuron.LIFNode):
-            raise SvtError(f"unsupported layer {name} ({type(m).__name__}); only LIFNode "
-                           "neurons are supported")
-        if src.kind != "current":
+            what = ("a parametric LIF (learnable tau, spike_mode='plif')"
+                    if isinstance(m, sj_neuron.ParametricLIFNode) else type(m).__name__)
+            raise SvtError(f"unsupported layer {name}: {what} is not supported yet; only "
+                           "LIF neurons with a fixed tau (LIFNode, MultiStepLIFNode) are")
+        on_vector = src.kind == "vector" and src.attrs.get("has_time")
+        if src.kind != "current" and not on_vector:
             raise SvtError(f"unsupported structure at {name}: LIF fed by {src.kind} values "
-                           "(expected a Conv/Linear+BN or attention output)")
+                           "(expected a Conv/Linear+BN or attention output, or a residual "
+                           "stream)")
         if m.v_reset is None or not m.decay_input:
             raise SvtError(f"unsupported layer {name}: only hard-reset, decay-input LIF is "
                            "supported")
@@ -329,11 +343,12 @@ class _Builder:
         src = self._src(x, name)
         k, s, p = (m.kernel_size, m.stride, m.padding)
         k, s, p = (v if isinstance(v, int) else v[0] for v in (k, s, p))
-        if src.kind != "spikes" or m.dilation not in (1, (1, 1)) or m.ceil_mode:
-            raise SvtError(f"unsupported structure at {name}: max-pool must act on spikes "
-                           "(no dilation, floor mode)")
+        if src.kind not in ("spikes", "current") or m.dilation not in (1, (1, 1)) \
+                or m.ceil_mode:
+            raise SvtError(f"unsupported structure at {name}: max-pool must act on spikes or "
+                           "on BatchNorm outputs (no dilation, floor mode)")
         h, w = out.shape[-2:]
-        node = Node(name, "maxpool2d", [src.name], "spikes", src.channels, int(h), int(w),
+        node = Node(name, "maxpool2d", [src.name], src.kind, src.channels, int(h), int(w),
                     attrs={"kernel": k, "stride": s, "padding": p}, modules=[name])
         self._add(node)
         self.val[id(out)] = node.name
@@ -356,22 +371,33 @@ class _Builder:
             return self._add_op(args, out)
         if name in ("matmul", "__matmul__", "bmm"):
             return self._matmul(args, out)
+        if name in ("mul", "__mul__", "__rmul__", "__imul__") and len(graph_args) == 2:
+            return self._hadamard(graph_args, out)
         if name in ("mul", "__mul__", "__rmul__", "__truediv__", "div", "__imul__"):
             return self._scale(name, args, out)
+        if name == "sum":
+            return self._sum(args, kwargs, out)
         if name == "mean":
             return self._mean(args, kwargs, out)
         raise SvtError(f"unsupported operation {name!r} in the model's forward; supported "
-                       "between layers: add, matmul (attention), scalar mul, mean, reshapes")
+                       "between layers: add, matmul (attention), scalar mul, mean, reshapes, "
+                       "and the Spike-driven attention's k*v, sum over tokens and mask")
 
     def _add_op(self, args, out):
         a, b = args[0], args[1]
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
             raise SvtError("unsupported operation: adding a constant to an activation")
         na, nb = self._src(a, "add"), self._src(b, "add")
-        if {na.kind, nb.kind} - {"spikes", "count"}:
+        if {na.kind, nb.kind} - {"spikes", "count", "current"}:
             raise SvtError(f"unsupported structure: add of {na.kind} ({na.name}) and "
-                           f"{nb.kind} ({nb.name}); only spikes and spike counts may be added")
-        node = Node(self._fresh("add"), "add", [na.name, nb.name], "count", na.channels,
+                           f"{nb.kind} ({nb.name}); only spikes, spike counts and "
+                           "BatchNorm outputs (a membrane shortcut) may be added")
+        if na.tokens != nb.tokens or na.channels != nb.channels:
+            raise SvtError(f"unsupported structure: add of {na.name} and {nb.name} with "
+                           "different shapes (broadcasting)")
+        # spikes + spikes stay integer counts; any real-valued operand makes a float stream
+        kind = "current" if "current" in (na.kind, nb.kind) else "count"
+        node = Node(self._fresh("add"), "add", [na.name, nb.name], kind, na.channels,
                     na.height, na.width)
         self._add(node)
         self.val[id(out)] = node.name
@@ -412,6 +438,54 @@ class _Builder:
         self._add(node)
         self.val[id(out)] = node.name
 
+    def _hadamard(self, operands, out):
+        """Products of two spike tensors: the Spike-driven attention's k ⊙ v (summed over
+        tokens next) and q ⊙ mask (the mask: the attention LIF on that sum)."""
+        a, b = operands
+        na, nb = self._src(a, "mul"), self._src(b, "mul")
+        if na.kind != "spikes" or nb.kind != "spikes":
+            raise SvtError(f"unsupported operation: elementwise product of {na.kind} "
+                           f"({na.name}) and {nb.kind} ({nb.name}); only spike tensors in "
+                           "Spike-driven self-attention")
+        masks = [n for n in (na, nb) if self.by_name[n.inputs[0]].op == "kv_sum"]
+        if len(masks) == 1:
+            mask = masks[0]
+            q = nb if mask is na else na
+            if q.channels != mask.channels:
+                raise SvtError(f"unsupported attention: q width {q.channels}, mask width "
+                               f"{mask.channels}")
+            node = Node(self._fresh("mask"), "mask", [q.name, mask.name], "spikes", q.channels,
+                        q.height, q.width)
+            self._add(node)
+            self.val[id(out)] = node.name
+            return
+        if a.shape != b.shape or na.channels != nb.channels or na.tokens != nb.tokens:
+            raise SvtError(f"unsupported operation: product of spikes {na.name} and {nb.name} "
+                           "outside Spike-driven self-attention")
+        self.pending_attn[id(out)] = {"kv": (na.name, nb.name), "shape": tuple(a.shape)}
+
+    def _sum(self, args, kwargs, out):
+        """Σ over tokens of k ⊙ v: an integer count per channel and timestep."""
+        x = args[0]
+        pend = self.pending_attn.get(id(x))
+        if pend is None or "kv" not in pend:
+            raise SvtError("unsupported operation: sum outside Spike-driven self-attention "
+                           "(k*v summed over tokens)")
+        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        dims = [dims] if isinstance(dims, int) else list(dims or [])
+        nk, nv = (self.by_name[n] for n in pend["kv"])
+        shape = pend["shape"]
+        if len(dims) != 1 or int(shape[dims[0]]) != nk.tokens or nk.tokens == 1:
+            raise SvtError("unsupported attention: k*v must be summed over its tokens only")
+        head_dim = int(shape[-1])
+        if nk.channels % head_dim:
+            raise SvtError(f"unsupported attention: width {nk.channels}, head dim {head_dim}")
+        node = Node(self._fresh("kv_sum"), "kv_sum", [nk.name, nv.name], "current",
+                    nk.channels, attrs={"head_dim": head_dim,
+                                        "heads": nk.channels // head_dim})
+        self._add(node)
+        self.val[id(out)] = node.name
+
     def _scale(self, name, args, out):
         tensor, scalar = args[0], args[1]
         if not isinstance(tensor, torch.Tensor) or (isinstance(scalar, torch.Tensor)
@@ -441,31 +515,69 @@ class _Builder:
         if dims is None:
             raise SvtError("unsupported operation: mean over all dimensions")
         dims = sorted({d % x.dim() for d in ([dims] if isinstance(dims, int) else dims)})
-        if src.kind not in ("spikes", "count", "vector"):
+        if src.op in ("linear", "dense") and src.kind in ("current", "scores") \
+                and not self.consumers_recorded(src.name):
+            return self._fold_head_mean(src, x, dims, out)
+        if src.kind not in ("spikes", "count", "vector", "current"):
             raise SvtError(f"unsupported operation: mean of {src.kind} values at {src.name}")
+        node = Node(self._fresh("mean"), "mean", [src.name], "vector", src.channels,
+                    attrs=self._mean_attrs(src, x, dims))
+        self._add(node)
+        self.val[id(out)] = node.name
+
+    def _mean_attrs(self, src: Node, x: torch.Tensor, dims: list[int]) -> dict:
+        """Which of tokens / time a mean over ``dims`` of ``x`` (the value of ``src``) covers."""
         is_vector = src.kind == "vector"
         has_time = not is_vector or src.attrs["has_time"]
         over_time = has_time and 0 in dims and x.shape[0] == self.timesteps
         rest = [d for d in dims if not (over_time and d == 0)]
         over_tokens = (not is_vector and bool(rest)
                        and math.prod(int(x.shape[d]) for d in rest) == src.tokens)
+        if not is_vector and src.tokens == 1 and not rest:
+            over_tokens = True  # one token (a LIF on averaged features): nothing to average
         if (rest and not over_tokens) or (not is_vector and not over_tokens):
             raise SvtError(f"unsupported operation: mean over dims {dims} of {src.name}; "
                            "supported: a mean over all tokens, then (or with) one over time")
-        node = Node(self._fresh("mean"), "mean", [src.name], "vector", src.channels,
-                    attrs={"tokens": over_tokens, "time": over_time,
-                           "has_time": has_time and not over_time})
-        self._add(node)
-        self.val[id(out)] = node.name
+        return {"tokens": over_tokens, "time": over_time,
+                "has_time": has_time and not over_time}
+
+    def _fold_head_mean(self, head: Node, x: torch.Tensor, dims: list[int], out) -> None:
+        """A linear layer after the last LIF, averaged afterwards (per token or per timestep,
+        then mean): the mean moves in front of the layer, mean(W·x + b) = W·mean(x) + b, so
+        the head runs once on the averaged features. Repeated means merge into one."""
+        feed = self.by_name[head.inputs[0]]
+        # ``x`` has the head's output channels where ``feed`` had its input channels; the
+        # token and time dimensions, the only ones a mean may cover, are the same
+        shaped = Node(feed.name, feed.op, [], feed.kind, feed.channels, feed.height,
+                      feed.width, attrs=feed.attrs)
+        attrs = self._mean_attrs(shaped, x, dims)
+        if feed.op == "mean" and len(self.consumers_of(feed.name)) == 1:
+            merged = {"tokens": feed.attrs["tokens"] or attrs["tokens"],
+                      "time": feed.attrs["time"] or attrs["time"], "has_time": attrs["has_time"]}
+            feed.attrs.update(merged)
+        else:
+            mean = Node(self._fresh("mean"), "mean", [feed.name], "vector", feed.channels,
+                        attrs=attrs)
+            self.nodes.insert(self.nodes.index(head), mean)
+            self.by_name[mean.name] = mean
+            head.inputs = [mean.name]
+        head.op, head.kind, head.height, head.width = "dense", "scores", 1, 1
+        head.attrs["has_time"] = attrs["has_time"]
+        self.val[id(out)] = head.name
+
+    def consumers_of(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
 
 
 def _trace(model: nn.Module, image: torch.Tensor):
+    reset_state(model)  # outside the trace: the reset is not part of the network
     tracer = _Trace(model)
     try:
         with torch.no_grad(), tracer:
-            out = model(image)
+            out = logits_of(model(image))
     finally:
         tracer.remove()
+        reset_state(model)  # leave no traced state behind for the next forward
     return tracer, out
 
 
@@ -495,9 +607,9 @@ def extract_ir(model: nn.Module, input_shape: tuple[int, int, int], *,
     nodes = _live_nodes(b.nodes, final.name)
     for n in nodes:
         users = [u for u in nodes if n.name in u.inputs]
-        if n.kind == "current" and (len(users) != 1 or users[0].op != "lif"):
-            raise SvtError(f"unsupported structure at {n.modules[-1] if n.modules else n.name}:"
-                           " its output must feed exactly one LIF neuron layer")
+        if n.op in ("ssa", "kv_sum") and (len(users) != 1 or users[0].op != "lif"):
+            raise SvtError(f"unsupported structure at {n.name}: attention output must feed "
+                           "exactly one LIF neuron layer")
     for n in nodes:
         if n.weight is not None:
             n.weight = n.weight.float().numpy()
@@ -569,6 +681,9 @@ def _assign_spaces(ir: IR, model: nn.Module) -> None:
             uf.union(key[q], key[k])
             uf.union(key[q], key[v])
             key[n.name] = key[q]
+        elif n.op in ("kv_sum", "mask"):  # channel-wise: k, v, the mask and q share channels
+            uf.union(key[n.inputs[0]], key[n.inputs[1]])
+            key[n.name] = key[n.inputs[0]]
     for n in ir.nodes:
         n.space = uf.find(key[n.name])
 
@@ -582,7 +697,7 @@ def _assign_spaces(ir: IR, model: nn.Module) -> None:
             src = ir.node(n.inputs[0])
             spaces.setdefault(src.space, ChannelSpace(src.space, src.channels)) \
                 .consumers.append(n.modules[0])
-        if n.op == "ssa":
+        if n.op in ("ssa", "kv_sum"):  # heads: the forward splits channels by head count
             sp.unit = n.attrs["head_dim"]
             qkv = [ir.node(ir.node(i).inputs[0]).modules[0] for i in n.inputs]
             owner = _common_prefix(qkv)
@@ -655,8 +770,14 @@ def run_ir(ir: IR, images: torch.Tensor, collect: bool = False):
                 y = F.linear(x, w, b)
             vals[n.name] = y
         elif n.op == "lif":
+            if x.dim() == 3:  # a LIF on [T, B, C] features: one token
+                x = x[..., None, None]
             vals[n.name] = lif_reference(x, n.attrs["tau"], n.attrs["v_threshold"],
                                          n.attrs["v_reset"])
+        elif n.op == "kv_sum":  # Σ over tokens of k ⊙ v: [T, B, C, 1, 1] counts
+            vals[n.name] = (x * vals[n.inputs[1]]).sum((-2, -1), keepdim=True)
+        elif n.op == "mask":  # q ⊙ mask, the mask broadcast over tokens
+            vals[n.name] = x * vals[n.inputs[1]]
         elif n.op == "maxpool2d":
             y = F.max_pool2d(x.flatten(0, 1), n.attrs["kernel"], n.attrs["stride"],
                              n.attrs["padding"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import compat
 from .boards import REPO_ROOT
 from .checkpoint import is_svt_checkpoint, safe_torch_load, save_checkpoint
 from .errors import SvtError
@@ -66,6 +67,7 @@ def import_factory(spec: str):
     # model files often import their siblings (e.g. a shared blocks.py)
     if str(path.resolve().parent) not in sys.path:
         sys.path.insert(0, str(path.resolve().parent))
+    compat.install()  # published code imports spikingjelly.clock_driven and timm helpers
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:

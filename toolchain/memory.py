@@ -4,8 +4,11 @@ The schedule is layer-major: each step runs all T timesteps of one layer before 
 next. A synaptic layer (conv/linear/attention) and the LIF layer it feeds run as one
 fused step that streams output neurons one pixel/token at a time, so membrane state
 never exists for a whole layer. Between steps, spike trains are bit-packed (T bits per
-neuron), the residual stream holds one byte per neuron and timestep (small integer sums
-of spikes), and the token/time means are floats. Every buffer lives in one static arena
+neuron), a Spikformer residual stream holds one byte per neuron and timestep (small integer
+sums of spikes), a Spike-driven "membrane shortcut" stream one float per neuron and timestep
+(``membrane``: sums and max-pools of BatchNorm outputs), and the token/time means are
+floats. A synaptic layer whose output is kept rather than fed to one LIF writes membrane
+floats; a LIF on kept values runs as its own step. Every buffer lives in one static arena
 whose offsets are planned here; the code generator emits exactly these numbers.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .boards import Board
+from .errors import SvtError
 from .ir import IR, Node
 
 WEIGHT_BYTES = 4  # fp32 weights in flash
@@ -26,7 +30,7 @@ class Step:
     kernel: str
     nodes: list[str]  # IR nodes this step executes
     inputs: list[str]  # steps whose outputs it reads ("input" is the image)
-    out_format: str  # spikes | count | float | scores
+    out_format: str  # spikes | count | membrane | float | scores
     channels: int
     height: int
     width: int
@@ -100,20 +104,41 @@ def build_schedule(ir: IR) -> list[Step]:
     producer: dict[str, str] = {"input": "input"}  # IR node -> step that holds its value
     steps: list[Step] = []
     for n in ir.nodes:
-        if n.op in ("input", "lif"):
-            continue  # the image is the caller's; LIFs are fused into their producer
-        if n.op in ("conv2d", "linear", "ssa"):
-            lif = ir.consumers(n.name)[0]
+        if n.op == "input" or n.name in producer:
+            continue  # the image is the caller's; fused LIFs were planned with their producer
+        if n.op in ("conv2d", "linear", "ssa", "kv_sum"):
+            users = ir.consumers(n.name)
+            lif = users[0] if len(users) == 1 and users[0].op == "lif" else None
             steps.append(_synaptic_step(ir, n, lif, producer, t))
-            producer[lif.name] = n.name
+            if lif is not None:
+                producer[lif.name] = n.name
+            producer[n.name] = n.name
             continue
         inputs = [producer[i] for i in n.inputs]
-        if n.op == "maxpool2d":
+        in_format = _format_of(steps, inputs[0])
+        membrane = n.tokens * n.channels * t * 4
+        if n.op == "maxpool2d" and in_format == "membrane":
+            step = Step(n.name, "maxpool2d_membrane", [n.name], inputs, "membrane", n.channels,
+                        n.height, n.width, membrane, attrs=dict(n.attrs))
+        elif n.op == "maxpool2d":
             step = Step(n.name, "maxpool2d", [n.name], inputs, "spikes", n.channels, n.height,
                         n.width, spike_bytes(n.tokens * n.channels, t), attrs=dict(n.attrs))
+        elif n.op == "add" and n.kind == "current":
+            step = Step(n.name, "add_membrane", [n.name], inputs, "membrane", n.channels,
+                        n.height, n.width, membrane)
         elif n.op == "add":
             step = Step(n.name, "add", [n.name], inputs, "count", n.channels, n.height,
                         n.width, n.tokens * n.channels * t)
+        elif n.op == "lif":  # on kept values: membrane [neuron][t] or features [t][c]
+            strides = (t, 1) if in_format == "membrane" else (1, n.channels)
+            step = Step(n.name, "lif_layer", [n.name], inputs, "spikes", n.channels, n.height,
+                        n.width, spike_bytes(n.tokens * n.channels, t),
+                        attrs={**{k: n.attrs[k] for k in ("tau", "v_threshold", "v_reset")},
+                               "lif": n.name, "neuron_stride": strides[0],
+                               "time_stride": strides[1]})
+        elif n.op == "mask":
+            step = Step(n.name, "spike_mask", [n.name], inputs, "spikes", n.channels, n.height,
+                        n.width, spike_bytes(n.tokens * n.channels, t))
         elif n.op == "mean":
             src = ir.node(n.inputs[0])
             kernel = "mean_tokens" if n.attrs["tokens"] else "mean_time"
@@ -139,10 +164,24 @@ def _format_of(steps: list[Step], name: str) -> str:
     return next(s.out_format for s in steps if s.name == name)
 
 
-def _synaptic_step(ir: IR, n: Node, lif: Node, producer: dict, t: int) -> Step:
+def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) -> Step:
+    """A synaptic layer fused with the LIF it feeds, or (``lif`` None) one whose currents
+    are kept as membrane floats for a residual stream or a max-pool."""
     inputs = [producer[i] for i in n.inputs]
-    lif_attrs = {k: lif.attrs[k] for k in ("tau", "v_threshold", "v_reset")}
-    out = spike_bytes(n.tokens * n.channels, t)
+    if lif is None:
+        if n.op not in ("conv2d", "linear") or inputs[0] == "input":
+            raise SvtError(f"unsupported structure at {n.name}: the output of this layer "
+                           "must feed exactly one LIF neuron layer")
+        lif_attrs, out_format = {}, "membrane"
+        out = n.tokens * n.channels * t * 4
+    else:
+        lif_attrs = {k: lif.attrs[k] for k in ("tau", "v_threshold", "v_reset")}
+        lif_attrs["lif"] = lif.name
+        out_format, out = "spikes", spike_bytes(n.tokens * n.channels, t)
+    if n.op == "kv_sum":
+        k = ir.node(n.inputs[0])
+        return Step(n.name, "sdsa_kv_lif", [n.name, lif.name], inputs, "spikes", n.channels,
+                    1, 1, out, attrs={**lif_attrs, "in_tokens": k.tokens})
     if n.op == "ssa":
         tokens = n.tokens
         kv = t * n.channels * n.attrs["head_dim"] * kv_bytes_per_entry(tokens)
@@ -151,7 +190,7 @@ def _synaptic_step(ir: IR, n: Node, lif: Node, producer: dict, t: int) -> Step:
                     n.height, n.width, out, scratch_bytes=scratch,
                     attrs={**lif_attrs, "heads": n.attrs["heads"],
                            "head_dim": n.attrs["head_dim"], "scale": n.attrs["scale"],
-                           "kv_bytes": kv_bytes_per_entry(tokens), "lif": lif.name})
+                           "kv_bytes": kv_bytes_per_entry(tokens)})
     src_format = "analog" if inputs[0] == "input" else None
     if n.op == "conv2d" and src_format == "analog":
         kernel, scratch = "conv2d_analog_lif", n.channels * 4
@@ -159,14 +198,14 @@ def _synaptic_step(ir: IR, n: Node, lif: Node, producer: dict, t: int) -> Step:
         kernel = "conv2d_spiking_lif" if n.op == "conv2d" else "linear_spiking_lif"
         scratch = t * n.channels * 4
     src = ir.node(n.inputs[0])
-    attrs = {**lif_attrs, "in_channels": n.attrs["in_channels"], "lif": lif.name,
+    attrs = {**lif_attrs, "in_channels": n.attrs["in_channels"],
              "in_height": src.height, "in_width": src.width}
     if n.op == "conv2d":
         attrs.update(kernel=n.attrs["kernel"], stride=n.attrs["stride"],
                      padding=n.attrs["padding"])
-    return Step(n.name, kernel, [n.name, lif.name], inputs, "spikes", n.channels, n.height,
-                n.width, out, scratch_bytes=scratch, weight_bytes=n.params * WEIGHT_BYTES,
-                params=n.params, attrs=attrs)
+    return Step(n.name, kernel, [n.name] + ([lif.name] if lif else []), inputs, out_format,
+                n.channels, n.height, n.width, out, scratch_bytes=scratch,
+                weight_bytes=n.params * WEIGHT_BYTES, params=n.params, attrs=attrs)
 
 
 def plan_arena(steps: list[Step]) -> ArenaPlan:
@@ -185,8 +224,9 @@ def plan_arena(steps: list[Step]) -> ArenaPlan:
         if s.out_format == "scores":
             continue  # written straight into the caller's score array
         first_in = s.inputs[0]
-        if (s.kernel == "add" and first_in != "input" and steps[index[first_in]].out_format
-                == "count" and last_use[first_in] == i):
+        if (s.kernel in ("add", "add_membrane") and first_in != "input"
+                and steps[index[first_in]].out_format == s.out_format
+                and last_use[first_in] == i):
             # x = x + f(x): the residual stream is updated in place
             s.in_place = first_in
             buf = buffers[owner[first_in]]

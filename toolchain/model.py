@@ -14,7 +14,7 @@ import copy
 from dataclasses import asdict, dataclass, field
 
 import torch.nn as nn
-from spikingjelly.activation_based import functional, neuron
+from spikingjelly.activation_based import neuron
 
 LIF_TAU = 2.0
 ATTN_THRESHOLD = 0.5
@@ -190,7 +190,8 @@ class SpikingViT(nn.Module):
                     for b in self.blocks])
 
     def forward(self, image):  # [B, C, H, W] -> [B, classes]
-        functional.reset_net(self)  # membrane state must not leak between batches
+        # No reset here: like published SpikingJelly models this leaves the membrane state
+        # to the caller, and every forward the tool runs resets it (toolchain.forward).
         x = image.unsqueeze(0).repeat(self.config.timesteps, 1, 1, 1, 1)
         x = self.sps(x)
         for block in self.blocks:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from .evaluate import accuracy
 from .ir import IR, _common_prefix, extract_ir
 from .loading import LoadedModel
 from .memory import MemoryPlan, plan_memory
+from .runtime import current
 from .surgery import keep_inputs, keep_outputs
 
 LADDER = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -237,20 +239,36 @@ class Validator:
         self.x, self.y = ds.split("val", max(profile_samples, check_samples), **kw)
         self.profile_samples = min(profile_samples, len(self.y))
         self.check_samples = min(check_samples, len(self.y))
-        self.evaluations = 0
+        self.own = 0  # passes this process made alone (sensitivity cells under torchrun)
+        self.shared = 0  # passes all ranks made together (images sharded)
 
-    def profile(self, model) -> float:
-        self.evaluations += 1
+    @property
+    def evaluations(self) -> int:
+        """Validation passes of the whole run, counted once however many ranks ran it."""
+        return current().all_sum(self.own) + self.shared
+
+    def profile(self, model, alone: bool = True) -> float:
+        """Accuracy on the profile subset: one sensitivity cell, which under torchrun one
+        rank measures alone (cells are shared out, not images); ``alone=False`` for a pass
+        every rank needs (the profile's baseline), its images sharded."""
         n = self.profile_samples
-        return accuracy(model, self.ds, self.x[:n], self.y[:n])
+        return self._measure(model, n, sharded=not alone)
 
     def check(self, model) -> float:
-        self.evaluations += 1
-        n = self.check_samples
-        return accuracy(model, self.ds, self.x[:n], self.y[:n])
+        return self._measure(model, self.check_samples, sharded=True)
+
+    def _measure(self, model, n: int, sharded: bool) -> float:
+        if sharded:
+            self.shared += 1
+        else:
+            self.own += 1
+        return accuracy(model, self.ds, self.x[:n], self.y[:n], sharded=sharded)
 
 
 # ----------------------------------------------------------------------------- profiling
+
+_PROFILE_CALLS = itertools.count()  # names each profiling's work queue in a torchrun job
+
 
 def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: Validator,
                         max_drop: float, cache_dir: Path | None, ladder=LADDER,
@@ -260,38 +278,71 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
     A group's ladder stops early once the drop is well past ``max_drop``: more
     aggressive rates would never be chosen. Cached on disk keyed by model and data; a
     profile made for a larger ``max_drop`` holds every row a smaller one needs, so it is
-    reused for it.
+    reused for it. Every measured cell is also cached on its own, so an interrupted
+    profiling resumes where it stopped. Under torchrun the groups are shared out through
+    a work queue (a group's ladder stays on one rank: its early stop depends on its own
+    rows) and the rows gathered on every rank.
     """
+    rt = current()
     key = hashlib.sha256(json.dumps([loaded.fingerprint(), val.ds.fingerprint(),
                                      val.profile_samples, list(ladder)]).encode()
                          ).hexdigest()[:20]
     cache = cache_dir / f"sensitivity-{key}.json" if cache_dir is not None else None
+    cached = None
     if cache is not None and cache.is_file():
         cached = json.loads(cache.read_text())
-        if cached.get("max_drop", -1) >= max_drop:
-            return {space: _truncated(rows, max_drop) for space, rows in cached["groups"].items()}
-    base = val.profile(loaded.model)
-    result: dict[str, list[dict]] = {}
-    for g in groups:
+        if cached.get("max_drop", -1) < max_drop:
+            cached = None
+    if all(rt.all_gather(cached is not None)):  # every rank must take the same path
+        return {space: _truncated(rows, max_drop) for space, rows in cached["groups"].items()}
+    cells = Path(str(cache)[:-len(".json")] + ".cells") if cache is not None else None
+
+    def measure(g: Group, k: int) -> dict:
+        """Accuracy of ``g`` pruned to ``k`` units (or why it cannot be), cached."""
+        path = cells / f"{hashlib.sha1(g.space.encode()).hexdigest()[:12]}-{k}.json" \
+            if cells is not None else None
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+        try:
+            model, _ = pruned_copy(loaded, ir, g, k)
+            cell = {"accuracy": val.profile(model.model)}
+        except SvtError as e:
+            cell = {"error": str(e)}
+        if path is not None:
+            atomic_write_bytes(path, json.dumps(cell).encode())
+        if progress is not None:
+            progress(1)
+        return cell
+
+    base = val.profile(loaded.model, alone=False)
+
+    def ladder_rows(g: Group) -> list[dict]:
         rows, seen = [], set()
         for rate in ladder:
             k = keep_count(g.units, rate)
             if k >= g.units or k in seen:
                 continue
             seen.add(k)
-            try:
-                model, _ = pruned_copy(loaded, ir, g, k)
-            except SvtError as e:
-                rows.append({"keep": k, "rate": 1 - k / g.units, "drop": None, "error": str(e)})
+            cell = measure(g, k)
+            if "error" in cell:
+                rows.append({"keep": k, "rate": 1 - k / g.units, "drop": None,
+                             "error": cell["error"]})
                 break
-            drop = (base - val.profile(model.model)) * 100
+            drop = (base - cell["accuracy"]) * 100
             rows.append({"keep": k, "rate": 1 - k / g.units, "drop": round(drop, 3)})
-            if progress is not None:
-                progress(1)
             if drop > max_drop + NOISE_ALLOWANCE:
                 break
-        result[g.space] = rows
-    if cache is not None:
+        return rows
+
+    if rt.distributed:
+        queue, mine = f"profile-{key}-{next(_PROFILE_CALLS)}", {}
+        while (i := rt.next_ticket(queue)) < len(groups):
+            mine[groups[i].space] = ladder_rows(groups[i])
+        gathered = {space: rows for part in rt.all_gather(mine) for space, rows in part.items()}
+        result = {g.space: gathered[g.space] for g in groups}
+    else:
+        result = {g.space: ladder_rows(g) for g in groups}
+    if cache is not None and rt.is_main:
         atomic_write_bytes(cache, json.dumps({"max_drop": max_drop, "groups": result},
                                              indent=1).encode())
     return result

@@ -4,17 +4,23 @@
 firmware is linked at its addresses with the H7's region sizes), ``stm32f405`` on
 ``netduinoplus2``. The guest's UART is a TCP server on a free loopback port
 (``nodelay=on``: no Nagle delay per reply); pyserial connects with ``socket://``.
-``-icount shift=0`` makes the guest's SysTick count instructions (1 ns each), so the
-instruction count of an inference is exact and repeatable. QEMU is always stopped: by the
+``-icount shift=0`` makes the guest's SysTick count instructions (1 ns each): an
+inference's count is in units of one SysTick clock (1e9 / core clock instructions: 40 on
+mps2-an500) and includes the SysTick and heartbeat interrupts that fall inside it. The
+firmware starts the count right after a SysTick interrupt (``svt_counter_align`` in
+counter.c), so those interrupts fall at the same instructions every time and two runs of
+an image give the same count (tests/test_qemu.py checks it). QEMU is always stopped: by the
 firmware's EXIT request (semihosting exit), else terminated, else killed.
 
-``FaultyProxy`` sits between pyserial and QEMU and damages bytes on purpose, to show that
-the protocol detects and retries every damaged frame.
+``FaultyProxy`` sits between pyserial and QEMU and damages the line on purpose (flipped,
+dropped and duplicated bytes, duplicated frames), to show that the protocol detects and
+retries every damaged frame and never runs a request twice (tests/test_link_faults.py).
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -34,7 +40,10 @@ CONNECT_SECONDS = 10.0
 
 
 def qemu_command(board: Board, elf: str | Path, port: int | str) -> list[str]:
-    """The qemu-system-arm command line for ``board``'s emulator (see DESIGN.md §5)."""
+    """The qemu-system-arm command line for ``board``'s emulator. ``-monitor none``: else
+    ``-nographic`` puts the monitor on stdio; semihosting lets the firmware's EXIT end QEMU
+    with its exit code (without ``enable=on`` a ``bkpt`` locks the core); ``nodelay=on``
+    spares each reply a ~44 ms Nagle delay; ``wait=on``: the guest runs once we connect."""
     if board.emulator is None:
         raise SvtError(f"board {board.name} has no emulator; boards with one: stm32h7, "
                        "stm32f405")
@@ -42,6 +51,18 @@ def qemu_command(board: Board, elf: str | Path, port: int | str) -> list[str]:
             "-monitor", "none", "-semihosting-config", "enable=on,target=native",
             "-icount", "shift=0", "-kernel", str(elf),
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+
+
+def dies_with_us(cmd: list[str]) -> list[str]:
+    """``cmd`` with the kernel set to SIGKILL it when this process dies. A deploy killed
+    with SIGKILL during its device check (or crashing) never reaches stop(), and its QEMU
+    lived on, listening for a client that never comes back, one per interrupted run
+    (tests/test_interrupted.py). setpriv (util-linux, on every Debian and Ubuntu) sets the
+    parent-death signal and execs QEMU, so the child is still QEMU itself; a preexec_fn
+    could do the same but is unsafe with torch's threads running. Where setpriv is
+    missing, QEMU runs as before."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *cmd] if setpriv else cmd
 
 
 def free_port() -> int:
@@ -116,7 +137,8 @@ class QemuDevice:
             self._stderr = tempfile.TemporaryFile()
             cmd = qemu_command(self.board, self.elf, tcp_port)
             self.log("starting: " + " ".join(cmd))
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr,
+            self.proc = subprocess.Popen(dies_with_us(cmd), stdin=subprocess.DEVNULL,
+                                         stdout=self._stderr,
                                          stderr=subprocess.STDOUT)
             deadline = time.monotonic() + CONNECT_SECONDS
             while self.port is None:
@@ -198,50 +220,83 @@ class QemuDevice:
 
 @dataclass
 class StreamDamage:
-    """One direction of the proxy: the frames it forwarded, which it damaged, and how."""
+    """One direction of the proxy: the frames it forwarded, which it damaged, and how.
+
+    Each byte is damaged with probability ``rate``: dropped (``drop_fraction`` of those),
+    sent twice (``dup_fraction``), else one of its bits flipped. Independently, a whole
+    frame is sent a second time right behind itself, as it went out (its damage included),
+    with probability ``frame_dup_rate``: what a link that retransmits on its own, or
+    replays a buffer, does. ``events`` records every fault at its offset in the clean
+    stream; ``frames`` records every frame with whether it was damaged and how many copies
+    went out. A duplicated first byte (the sync byte 0xA5, which both receivers skip) or
+    last byte (a stray byte after a complete frame) leaves the frame itself intact.
+    """
 
     name: str
     rate: float
     drop_fraction: float
     rng: random.Random
+    dup_fraction: float = 0.0
+    frame_dup_rate: float = 0.0
     clean: bytearray = field(default_factory=bytearray)  # original bytes, for frame bounds
+    sent: bytearray = field(default_factory=bytearray)  # what went out for them so far
     frames: list[dict] = field(default_factory=list)
-    events: list[tuple[int, str]] = field(default_factory=list)  # (stream offset, flip|drop)
+    # (offset in the clean stream, "flip" | "drop" | "dup" | "dup_frame")
+    events: list[tuple[int, str]] = field(default_factory=list)
     offset: int = 0  # stream offset of clean[0]
-    _damaged_here: bool = False
+
+    def __post_init__(self):
+        if not (0 <= self.drop_fraction and 0 <= self.dup_fraction
+                and self.drop_fraction + self.dup_fraction <= 1):
+            raise ValueError("drop_fraction + dup_fraction must lie in [0, 1]")
 
     def process(self, data: bytes) -> bytes:
         out = bytearray()
         for byte in data:
             position = self.offset + len(self.clean)
             self.clean.append(byte)
+            sent = bytes((byte,))
             if self.rng.random() < self.rate:
-                self._damaged_here = True
-                if self.rng.random() < self.drop_fraction:
+                kind = self.rng.random()  # (same draws as before dup_fraction existed)
+                if kind < self.drop_fraction:
                     self.events.append((position, "drop"))
-                    self._split_frames()
-                    continue
-                self.events.append((position, "flip"))
-                byte ^= 1 << self.rng.randrange(8)
-            out.append(byte)
-            self._split_frames()
+                    sent = b""
+                elif kind < self.drop_fraction + self.dup_fraction:
+                    self.events.append((position, "dup"))
+                    sent = bytes((byte, byte))
+                else:
+                    self.events.append((position, "flip"))
+                    sent = bytes((byte ^ (1 << self.rng.randrange(8)),))
+            out += sent
+            self.sent += sent
+            out += self._split_frames()
         return bytes(out)
 
-    def _split_frames(self) -> None:
-        """Cut the clean stream into frames (it holds nothing but frames, back to back)."""
-        while len(self.clean) >= HEADER_BYTES:
-            if self.clean[:2] != SYNC:
-                raise AssertionError(f"{self.name}: the clean stream lost frame alignment")
-            (length,) = struct.unpack_from("<H", self.clean, 4)
-            end = HEADER_BYTES + length + CRC_BYTES
-            if len(self.clean) < end:
-                return
-            first = self.offset
-            damaged = any(first <= pos < first + end for pos, _ in self.events)
-            self.frames.append({"type": self.clean[2], "seq": self.clean[3],
-                                "bytes": bytes(self.clean[:end]), "damaged": damaged})
-            del self.clean[:end]
-            self.offset += end
+    def _split_frames(self) -> bytes:
+        """Cut the clean stream into frames (it holds nothing but frames, back to back);
+        returns the second copy of a frame that ended here, if it is to be duplicated."""
+        if len(self.clean) < HEADER_BYTES:
+            return b""
+        if self.clean[:2] != SYNC:
+            raise AssertionError(f"{self.name}: the clean stream lost frame alignment")
+        (length,) = struct.unpack_from("<H", self.clean, 4)
+        end = HEADER_BYTES + length + CRC_BYTES
+        if len(self.clean) < end:
+            return b""
+        first, last = self.offset, self.offset + end - 1
+        damaged = any(first <= pos <= last and not (kind == "dup" and pos in (first, last))
+                      for pos, kind in self.events if kind != "dup_frame")
+        again = b""
+        if self.frame_dup_rate and self.rng.random() < self.frame_dup_rate:
+            self.events.append((first, "dup_frame"))
+            again = bytes(self.sent)
+        self.frames.append({"type": self.clean[2], "seq": self.clean[3],
+                            "bytes": bytes(self.clean[:end]), "damaged": damaged,
+                            "copies": 2 if again else 1})
+        self.clean.clear()  # a frame ends on its last byte, so nothing follows it yet
+        self.sent.clear()
+        self.offset += end
+        return again
 
     @property
     def damaged(self) -> list[dict]:
@@ -251,19 +306,37 @@ class StreamDamage:
     def intact(self) -> list[dict]:
         return [f for f in self.frames if not f["damaged"]]
 
+    def summary(self) -> dict:
+        """Frames forwarded, damaged and duplicated, and the byte faults by kind."""
+        kinds = [kind for _, kind in self.events]
+        return {"frames": len(self.frames), "damaged": len(self.damaged),
+                "duplicated": sum(f["copies"] > 1 for f in self.frames),
+                **{kind: kinds.count(kind) for kind in ("flip", "drop", "dup")}}
+
 
 class FaultyProxy:
-    """A TCP proxy that flips bits in and drops bytes from both directions at a given
-    per-byte rate (seeded, so a run is reproducible). ``down``: host -> device,
-    ``up``: device -> host. Use as ``QemuDevice(..., proxy=FaultyProxy(...))``."""
+    """A TCP proxy that damages both directions (seeded, so a run is reproducible):
+    per-byte ``down_rate`` (host -> device) and ``up_rate`` (device -> host), split into
+    drops (``drop_fraction``), duplicated bytes (``dup_fraction``) and bit flips (the
+    rest), and whole frames sent twice (``frame_dup_rate``, both directions). ``down`` and
+    ``up`` (StreamDamage) record what was damaged. Use as ``QemuDevice(...,
+    proxy=FaultyProxy(...))``; ``heal()`` makes the line clean from then on."""
 
     def __init__(self, down_rate: float, up_rate: float, drop_fraction: float = 0.3,
-                 seed: int = 0):
-        self.down = StreamDamage("host->device", down_rate, drop_fraction, random.Random(seed))
-        self.up = StreamDamage("device->host", up_rate, drop_fraction, random.Random(seed + 1))
+                 seed: int = 0, dup_fraction: float = 0.0, frame_dup_rate: float = 0.0):
+        self.down = StreamDamage("host->device", down_rate, drop_fraction, random.Random(seed),
+                                 dup_fraction, frame_dup_rate)
+        self.up = StreamDamage("device->host", up_rate, drop_fraction, random.Random(seed + 1),
+                               dup_fraction, frame_dup_rate)
         self.lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
+
+    def heal(self) -> None:
+        """No more faults in either direction (the records are kept)."""
+        with self.lock:
+            for stream in (self.down, self.up):
+                stream.rate = stream.frame_dup_rate = 0.0
 
     def __call__(self, upstream_port: int) -> int:
         upstream = socket.create_connection(("127.0.0.1", upstream_port), timeout=5)

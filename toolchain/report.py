@@ -16,6 +16,16 @@ def _bytes(x) -> str:
     return "-" if x is None else f"{x:,} B"
 
 
+def _save_png(fig, path: Path) -> None:
+    """Through memory and a rename, like every other output: savefig writes the file in
+    place, so a run killed while plotting left a truncated PNG beside the last report."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_layers(layers: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -34,7 +44,7 @@ def plot_layers(layers: list[dict], path: Path) -> None:
     ax.set_title("Flash per layer before and after pruning")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
 
 
@@ -61,7 +71,7 @@ def plot_explored(explored: list[dict], baseline: dict, budget_bytes: int | None
     ax.set_title("Explored pruning steps")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_png(fig, path)
     plt.close(fig)
 
 

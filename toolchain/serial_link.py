@@ -270,11 +270,30 @@ class SerialLink:
     def _await(self, seq: int, reply_type: int, frame_len: int):
         """The reply Frame, or a string saying why this attempt failed."""
         deadline = time.monotonic() + self.timeout + self._wire_seconds(frame_len)
+        swallowed = None  # seq of a NAK for an earlier frame, which may hold our request
         while True:
             event = self._read_event(deadline)
             if event is None:
+                if swallowed is not None:
+                    self.stats.naks += 1
+                    return f"the device dropped a damaged frame (seq {swallowed}) that took " \
+                           "in this request's bytes"
                 self.stats.timeouts += 1
                 return "no answer (timed out)"
+            if event.type == NAK and event.seq != seq:
+                # The device NAKs a damaged (cut short or CRC-failed) frame with that
+                # frame's seq, and the request sent right behind it may have been read as
+                # its missing bytes. Only this side can notice, so the fix lives here:
+                # unless an ACK or the reply for our seq follows within the time our frame
+                # takes on the wire, resend now instead of after the full timeout (safe:
+                # a request that did get through is answered again from the saved reply).
+                self.stats.stale_frames += 1
+                swallowed = event.seq
+                deadline = min(deadline, time.monotonic() + self.GAP_SECONDS
+                               + self._wire_seconds(frame_len))
+                continue
+            if event.seq == seq:
+                swallowed = None  # it got through after all
             if isinstance(event, DamagedFrame):
                 if event.seq != seq:
                     self.stats.stale_frames += 1

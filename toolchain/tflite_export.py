@@ -14,6 +14,9 @@ every model the IR supports, pruned or not, ours or third-party. It follows ``ru
   ADD and one MUL to requantise in int8 (the literal form has four), and no
   SELECT_V2(spike, v_reset, h), whose int8 form would force h onto the scale of the
   reset potential and clip it below the threshold;
+* SDSA (Spike-driven attention) as MUL and SUM (``Σ_tokens k ⊙ v``), the LIF, and a MUL
+  broadcasting the channel mask over the tokens of ``q``; a max-pool on real values pads
+  with the tensor's own minimum (PADV2), which never wins a max, as torch's -inf padding;
 * SSA as two BATCH_MATMULs, ``q @ (kᵀ @ v) * scale``: on binary spikes every product is an
   exact integer in float32, so the result equals ``(q @ kᵀ) @ v`` bit for bit while the
   intermediate is ``d×d`` per head instead of ``N×N``.
@@ -171,8 +174,10 @@ def build_tf_function(ir: IR, batch: int = 1):
                                     n.attrs["v_reset"]), True)
             elif n.op == "maxpool2d":
                 k, s, p = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
-                if p:  # spikes are >= 0, so zero padding acts as the -inf padding of torch
-                    x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+                if p:  # spikes are >= 0, so zero padding acts as the -inf padding of torch;
+                    # real values are padded with their own minimum, which never wins either
+                    low = 0.0 if n.kind == "spikes" else tf.reduce_min(x)
+                    x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=low)
                 vals[n.name] = (tf.nn.max_pool2d(x, k, s, "VALID"), timed)
             elif n.op == "add":
                 y, y_timed = vals[n.inputs[1]]
@@ -183,9 +188,14 @@ def build_tf_function(ir: IR, batch: int = 1):
             elif n.op == "ssa":
                 q, k, v = (vals[i][0] for i in n.inputs)
                 vals[n.name] = (ssa(q, k, v, n.attrs["heads"], n.attrs["scale"]), True)
+            elif n.op == "kv_sum":  # [TB, H, W, C] spikes -> [TB, C] counts
+                vals[n.name] = (tf.reduce_sum(x * vals[n.inputs[1]][0], axis=[1, 2]), True)
+            elif n.op == "mask":  # q [TB, H, W, C] masked by [TB, C]
+                m = vals[n.inputs[1]][0]
+                vals[n.name] = (x * tf.reshape(m, [m.shape[0], 1, 1, m.shape[-1]]), True)
             elif n.op == "mean":
                 y = x
-                if n.attrs["tokens"]:
+                if n.attrs["tokens"] and len(y.shape) == 4:  # [TB, C] has one token
                     y = tf.reduce_mean(y, axis=[1, 2])
                 if n.attrs["time"]:
                     y = tf.reduce_mean(tf.reshape(y, [t_steps, batch, *y.shape[1:]]), axis=0)

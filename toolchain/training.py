@@ -10,6 +10,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import Dataset
+from .evaluate import on_device
+from .forward import run_model
+from .runtime import current
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -38,31 +41,50 @@ def train_steps(model: nn.Module, ds: Dataset, images: np.ndarray, labels: np.nd
                 seed: int = 0, warmup_fraction: float = 0.05, progress=None) -> float:
     """Fine-tune ``model`` for ``epochs`` passes over ``images`` (AdamW, cosine schedule).
 
-    Returns the mean loss of the last 50 steps. ``progress(n)`` is called per batch.
+    On the runtime's device; under torchrun with DistributedDataParallel, each rank taking
+    its slice of every global batch (the batches, augmentation and schedule are the same on
+    every rank). Returns the mean loss of the last 50 steps (this rank's).
+    ``progress(n)`` is called per batch.
     """
+    rt = current()
     steps_per_epoch = max(1, len(labels) // batch_size)
     total = max(1, int(round(epochs * steps_per_epoch)))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model.train()
     losses: list[float] = []
     order = rng.permutation(len(labels))
-    for step in range(total):
-        offset = step % steps_per_epoch
-        if offset == 0 and step:
-            order = rng.permutation(len(labels))
-        idx = order[offset * batch_size:(offset + 1) * batch_size]
-        x = augment(ds.as_tensor(images[idx]), gen)
-        y = torch.from_numpy(labels[idx])
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, total, lr, max(1, int(total * warmup_fraction)))
-        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(len(idx))
+    with on_device(model, rt.device):
+        net = _data_parallel(model, rt)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        net.train()
+        for step in range(total):
+            offset = step % steps_per_epoch
+            if offset == 0 and step:
+                order = rng.permutation(len(labels))
+            idx = order[offset * batch_size:(offset + 1) * batch_size]
+            x = augment(ds.as_tensor(images[idx]), gen)  # the whole batch: same RNG draws
+            y = torch.from_numpy(labels[idx])
+            part = rt.shard(len(idx))
+            x, y = x[part].to(rt.device), y[part].to(rt.device)
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, total, lr, max(1, int(total * warmup_fraction)))
+            loss = F.cross_entropy(run_model(net, x), y, label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if progress is not None:
+                progress(len(idx))
     model.eval()
     return float(np.mean(losses[-50:]))
+
+
+def _data_parallel(model: nn.Module, rt) -> nn.Module:
+    if not rt.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    # published models define modules their forward never calls (LayerNorms, talking_heads)
+    return DistributedDataParallel(
+        model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+        find_unused_parameters=True)

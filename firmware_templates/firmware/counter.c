@@ -64,10 +64,21 @@ uint64_t svt_counter_now(void)
         current = SYST_CVR;
         periods++;
     }
-    value = (uint64_t)periods * TICK_CYCLES + (TICK_CYCLES - 1u - current);
+    /* The interrupt comes as the count reaches 0, the reload one clock later: a 0 read
+     * after the handler ran is the first clock of the new period, not the last of the
+     * old one (read right after svt_counter_align, it was a whole period off). */
+    value = (uint64_t)periods * TICK_CYCLES + (current == 0u ? 0u : TICK_CYCLES - current);
 #endif
     svt_irq_enable();
     return value;
+}
+
+void svt_counter_align(void)
+{
+    uint32_t start = ticks;
+    while (ticks == start) {
+        /* spin, not WFI: QEMU wakes a sleeping core a varying time after the tick */
+    }
 }
 
 void svt_counter_spin(uint32_t iterations)

@@ -15,7 +15,7 @@
  *   8+len   4     crc       CRC-32 (IEEE 802.3, as zlib.crc32) over bytes 0..8+len-1
  *
  * Requests and their replies:
- *   INFO      (empty)                 -> INFO_REPLY: see svt_info_reply in main.c
+ *   INFO      (empty)                 -> INFO_REPLY: see serve_info in main.c
  *   INFER     SVT_INPUT_SIZE float32  -> ACK at once, again every second or so while it
  *                                        computes, then INFER_REPLY: u32 class, u64
  *                                        counter delta, float32 scores[SVT_NUM_CLASSES]
@@ -23,8 +23,12 @@
  *   CALIBRATE u32 n                   -> CALIBRATE_REPLY: u64 counter delta of a loop of
  *                                        n iterations of two instructions (subs, bne)
  *   EXIT      (empty)                 -> EXIT_REPLY, then the emulator stops (QEMU only)
- * A request the device cannot serve gets ERROR: u32 code. A frame whose header is intact
+ * A request the device cannot serve gets ERROR: u32 code (SVT_ERROR_BAD_LENGTH for a
+ * payload of the wrong size, an empty request's included). A frame whose header is intact
  * but whose payload is damaged or cut short gets NAK: u32 reason, with the header's seq.
+ * A damaged frame can swallow the request sent right behind it (its bytes are taken as
+ * the rest of the damaged one), so a NAK may name an older seq than the host waits on:
+ * the host then resends after a short quiet (serial_link.py, SerialLink._await).
  *
  * Retries: the host resends a request with the same seq. The device remembers the seq
  * and CRC of the last request it executed and its reply; a repeat is answered from that

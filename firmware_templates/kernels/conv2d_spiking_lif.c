@@ -4,6 +4,8 @@
  * output currents; a count of k adds it k times. No float multiplications.
  * weight_hwio: [kernel][kernel][in_c][out_c], so one input's column is contiguous.
  * scratch: T * out_c floats (the currents of one output pixel).
+ * lif == NULL: no LIF; the currents are kept as membrane floats [neuron][t] in out_spikes
+ * (cast), for layers whose output feeds a residual stream or a max-pool.
  */
 #include <string.h>
 
@@ -16,7 +18,9 @@ void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t in_
                             uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes,
                             float *scratch)
 {
-    memset(out_spikes, 0, (out_h * out_w * out_c * T + 7u) / 8u);
+    if (lif != NULL) {
+        memset(out_spikes, 0, (out_h * out_w * out_c * T + 7u) / 8u);
+    }
     for (uint32_t oy = 0; oy < out_h; ++oy) {
         for (uint32_t ox = 0; ox < out_w; ++ox) {
             for (uint32_t t = 0; t < T; ++t) {
@@ -54,10 +58,7 @@ void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t in_
                     }
                 }
             }
-            uint32_t first = (oy * out_w + ox) * out_c;
-            for (uint32_t co = 0; co < out_c; ++co) {
-                svt_spikes_or(out_spikes, first + co, T, svt_lif_train(scratch + co, out_c, T, lif));
-            }
+            svt_currents_out(scratch, (oy * out_w + ox) * out_c, out_c, T, lif, out_spikes);
         }
     }
 }

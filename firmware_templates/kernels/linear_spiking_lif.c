@@ -4,6 +4,7 @@
  * it k times.
  * weight_io: [in_c][out_c] (transposed, so one input's column is contiguous).
  * scratch: T * out_c floats (the currents of one token).
+ * lif == NULL: the currents are kept as membrane floats, as in conv2d_spiking_lif.c.
  */
 #include <string.h>
 
@@ -14,7 +15,9 @@ void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tok
                             uint32_t out_c, uint32_t T, const svt_lif_t *lif,
                             uint8_t *out_spikes, float *scratch)
 {
-    memset(out_spikes, 0, (tokens * out_c * T + 7u) / 8u);
+    if (lif != NULL) {
+        memset(out_spikes, 0, (tokens * out_c * T + 7u) / 8u);
+    }
     for (uint32_t n = 0; n < tokens; ++n) {
         for (uint32_t t = 0; t < T; ++t) {
             memcpy(scratch + t * out_c, bias, out_c * sizeof(float));
@@ -37,8 +40,6 @@ void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tok
                 }
             }
         }
-        for (uint32_t co = 0; co < out_c; ++co) {
-            svt_spikes_or(out_spikes, n * out_c + co, T, svt_lif_train(scratch + co, out_c, T, lif));
-        }
+        svt_currents_out(scratch, n * out_c, out_c, T, lif, out_spikes);
     }
 }

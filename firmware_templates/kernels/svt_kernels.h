@@ -5,7 +5,10 @@
  * Data formats between layers (all tensors are HWC: channel fastest):
  *   spikes  T bits per neuron, neuron i at bit i*T of a byte array (bit t = spike at step t)
  *   counts  one uint8_t per neuron and timestep, [neuron][t]: small integer sums of spikes
- *           (the residual stream)
+ *           (the residual stream of Spikformer-style models)
+ *   membrane one float per neuron and timestep, [neuron][t]: real-valued currents that are
+ *           kept (the "membrane shortcut" stream of Spike-driven Transformers: sums and
+ *           max-pools of BatchNorm outputs, read by LIF layers)
  *   floats  [t][channel] or [channel] means, and the analog input image (CHW, as PyTorch)
  *
  * Schedule: layer-major. Each call runs all T timesteps of one layer; synaptic layers and
@@ -15,11 +18,12 @@
 #ifndef SVT_KERNELS_H
 #define SVT_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define SVT_MAX_TIMESTEPS 8
 
-typedef enum { SVT_SPIKES = 0, SVT_COUNTS = 1 } svt_format_t;
+typedef enum { SVT_SPIKES = 0, SVT_COUNTS = 1, SVT_MEMBRANE = 2 } svt_format_t;
 
 typedef struct {
     float tau;       /* membrane time constant */
@@ -59,6 +63,16 @@ static inline uint32_t svt_activity(const uint8_t *buf, svt_format_t fmt, uint32
     return buf[i * T + t];
 }
 
+/* Value of neuron i at step t in any format (membrane values are floats). */
+static inline float svt_value(const uint8_t *buf, svt_format_t fmt, uint32_t i, uint32_t t,
+                              uint32_t T)
+{
+    if (fmt == SVT_MEMBRANE) {
+        return ((const float *)(const void *)buf)[i * T + t];
+    }
+    return (float)svt_activity(buf, fmt, i, t, T);
+}
+
 /* acc[j] += column[j]: the only arithmetic of a layer fed by spikes. */
 static inline void svt_accumulate(float *acc, const float *column, uint32_t n)
 {
@@ -71,6 +85,23 @@ static inline void svt_accumulate(float *acc, const float *column, uint32_t n)
 uint32_t svt_lif_train(const float *current, uint32_t stride, uint32_t T, const svt_lif_t *lif);
 uint32_t svt_lif_train_constant(float current, uint32_t T, const svt_lif_t *lif);
 
+/* The currents of one pixel/token (scratch[t * out_c + c]) leave a synaptic kernel as the
+ * LIF's spike trains, or, without a LIF, as membrane floats [neuron][t]. */
+static inline void svt_currents_out(const float *scratch, uint32_t first, uint32_t out_c,
+                                    uint32_t T, const svt_lif_t *lif, uint8_t *out)
+{
+    for (uint32_t co = 0; co < out_c; ++co) {
+        if (lif != NULL) {
+            svt_spikes_or(out, first + co, T, svt_lif_train(scratch + co, out_c, T, lif));
+        } else {
+            float *membrane = (float *)(void *)out + (first + co) * T;
+            for (uint32_t t = 0; t < T; ++t) {
+                membrane[t] = scratch[t * out_c + co];
+            }
+        }
+    }
+}
+
 /* conv2d_analog_lif.c: first layer, analog image in, spikes out */
 void svt_conv2d_analog_lif(const float *image, uint32_t in_c, uint32_t in_h, uint32_t in_w,
                            const float *weight, const float *bias, uint32_t out_c,
@@ -78,7 +109,8 @@ void svt_conv2d_analog_lif(const float *image, uint32_t in_c, uint32_t in_h, uin
                            uint32_t out_h, uint32_t out_w, uint32_t T, const svt_lif_t *lif,
                            uint8_t *out_spikes, float *scratch);
 
-/* conv2d_spiking_lif.c: spikes or counts in, spikes out */
+/* conv2d_spiking_lif.c: spikes or counts in, spikes out; with lif == NULL the currents
+ * themselves are written, as membrane floats [neuron][t], to (float *)out_spikes */
 void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t in_c,
                             uint32_t in_h, uint32_t in_w, const float *weight_hwio,
                             const float *bias, uint32_t out_c, uint32_t kernel,
@@ -86,7 +118,8 @@ void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t in_
                             uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes,
                             float *scratch);
 
-/* linear_spiking_lif.c: per-token linear layer, spikes or counts in, spikes out */
+/* linear_spiking_lif.c: per-token linear layer, spikes or counts in, spikes out (or, with
+ * lif == NULL, membrane floats as conv2d_spiking_lif) */
 void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tokens,
                             uint32_t in_c, const float *weight_io, const float *bias,
                             uint32_t out_c, uint32_t T, const svt_lif_t *lif,
@@ -103,11 +136,33 @@ void svt_maxpool2d(const uint8_t *in, uint32_t channels, uint32_t in_h, uint32_t
                    uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
                    uint32_t out_w, uint32_t T, uint8_t *out);
 
+/* maxpool2d_membrane.c: max-pool of membrane floats (a max-pool on BatchNorm outputs) */
+void svt_maxpool2d_membrane(const float *in, uint32_t channels, uint32_t in_h, uint32_t in_w,
+                            uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
+                            uint32_t out_w, uint32_t T, float *out);
+
+/* add_membrane.c: residual add into membrane floats (out may alias a membrane input) */
+void svt_add_membrane(const uint8_t *a, svt_format_t a_fmt, const uint8_t *b,
+                      svt_format_t b_fmt, uint32_t neurons, uint32_t T, float *out);
+
+/* lif_layer.c: a LIF layer on kept currents: in[n * neuron_stride + t * time_stride] */
+void svt_lif_layer(const float *in, uint32_t neurons, uint32_t neuron_stride,
+                   uint32_t time_stride, uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes);
+
+/* sdsa_kv_lif.c: Spike-driven self-attention, first half: per channel, the count of tokens
+ * where k and v both spike, through the attention LIF -> one spike train per channel */
+void svt_sdsa_kv_lif(const uint8_t *k, const uint8_t *v, uint32_t tokens, uint32_t channels,
+                     uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes);
+
+/* spike_mask.c: second half: q masked by the channel trains, out[n][c] = q[n][c] & m[c] */
+void svt_spike_mask(const uint8_t *q, const uint8_t *mask, uint32_t tokens, uint32_t channels,
+                    uint32_t T, uint8_t *out_spikes);
+
 /* add.c: residual add of spikes/counts into counts (out may alias a counts input) */
 void svt_add(const uint8_t *a, svt_format_t a_fmt, const uint8_t *b, svt_format_t b_fmt,
              uint32_t neurons, uint32_t T, uint8_t *out_counts);
 
-/* mean.c: means over tokens and/or time */
+/* mean.c: means over tokens and/or time (of spikes, counts or membrane floats) */
 void svt_mean_tokens(const uint8_t *in, svt_format_t fmt, uint32_t tokens, uint32_t channels,
                      uint32_t T, float *out_tc);
 void svt_mean_time(const float *in_tc, uint32_t channels, uint32_t T, float *out_c);
