@@ -22,6 +22,21 @@ SDT_DEF = f"{FIXTURES / 'official_sdt.py'}:build"  # the official Spike-driven l
 torch.set_num_threads(max(1, min(int(os.environ.get("OMP_NUM_THREADS", 2)), os.cpu_count() or 1)))
 
 
+def randomize_bn(model):
+    """Non-trivial BatchNorm statistics, so an untrained model spikes and a wrong structure
+    shows in its outputs."""
+    import torch.nn as nn
+
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) * 2 + 0.5)
+    return model.eval()
+
+
 def run_cli(*args: str, check: bool = False, timeout: int = 900,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``svt-deploy`` in a subprocess, as a user would."""
@@ -89,35 +104,31 @@ def train_tiny(model, ds, epochs: float = 2, samples: int = 3000, lr: float = 3e
     return model
 
 
-@pytest.fixture(scope="session")
-def published_trained(tmp_path_factory, small_npz):
-    """A Spikformer in the official CIFAR-10 source's layout (outside the package, imports
-    unchanged, no self-reset), loaded the way the tool loads it and trained briefly on the
-    subset: returns (model_def, weights_path, data_path)."""
+def trained_third_party(model_def: str, data: Path, weights: Path):
+    """A third-party model file, loaded the way the tool loads it, trained briefly on the
+    subset: (model_def, weights_path, data_path)."""
     from toolchain.data import load_dataset
     from toolchain.loading import import_factory
 
-    ds = load_dataset(small_npz)
+    ds = load_dataset(data)
     torch.manual_seed(0)
-    model = train_tiny(import_factory(OFFICIAL_DEF)(), ds, epochs=4, lr=5e-3)
-    weights = tmp_path_factory.mktemp("published") / "weights.pt"
+    model = train_tiny(import_factory(model_def)(), ds, epochs=4, lr=5e-3)
     torch.save(model.state_dict(), weights)
-    return OFFICIAL_DEF, weights, small_npz
+    return model_def, weights, data
+
+
+@pytest.fixture(scope="session")
+def published_trained(tmp_path_factory, small_npz):
+    """A Spikformer in the official CIFAR-10 source's layout (imports unchanged, no
+    self-reset)."""
+    return trained_third_party(OFFICIAL_DEF, small_npz,
+                               tmp_path_factory.mktemp("published") / "weights.pt")
 
 
 @pytest.fixture(scope="session")
 def sdt_trained(tmp_path_factory, small_npz):
-    """A Spike-driven Transformer in the official source's layout, trained briefly:
-    (model_def, weights_path, data_path)."""
-    from toolchain.data import load_dataset
-    from toolchain.loading import import_factory
-
-    ds = load_dataset(small_npz)
-    torch.manual_seed(0)
-    model = train_tiny(import_factory(SDT_DEF)(), ds, epochs=4, lr=5e-3)
-    weights = tmp_path_factory.mktemp("sdt") / "weights.pt"
-    torch.save(model.state_dict(), weights)
-    return SDT_DEF, weights, small_npz
+    """A Spike-driven Transformer in the official source's layout."""
+    return trained_third_party(SDT_DEF, small_npz, tmp_path_factory.mktemp("sdt") / "weights.pt")
 
 
 @pytest.fixture(scope="session")

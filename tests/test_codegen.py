@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, run_cli
-from test_ir import randomize_bn
+from conftest import FIXTURES, randomize_bn, run_cli
 from toolchain.codegen import generate
 from toolchain.errors import SvtError
 from toolchain.forward import run_model

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import FIXTURES, OFFICIAL_DEF, OFFICIAL_PER_STEP_DEF, evaluate_against_published_loop
+from conftest import (FIXTURES, OFFICIAL_DEF, OFFICIAL_PER_STEP_DEF,
+                      evaluate_against_published_loop, randomize_bn)
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402
@@ -20,17 +21,6 @@ from toolchain.evaluate import accuracy, predict  # noqa: E402
 from toolchain.ir import TRACE_BATCH, extract_ir  # noqa: E402
 from toolchain.loading import import_factory, load_model  # noqa: E402
 from toolchain.training import train_steps  # noqa: E402
-
-
-def randomize_bn(model):
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) * 2.5 + 0.5)
-    return model.eval()
 
 
 def test_the_fixture_really_leaks_state_when_run_bare():

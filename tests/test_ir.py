@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import FIXTURES
+from conftest import FIXTURES, randomize_bn
 from toolchain.errors import SvtError
 from toolchain.forward import run_model
 from toolchain.ir import extract_ir, run_ir
@@ -12,16 +12,6 @@ from toolchain.model import SViTConfig, SpikingViT
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402
-
-
-def randomize_bn(model):
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) * 2 + 0.5)
-    return model.eval()
 
 
 def tiny_ours():

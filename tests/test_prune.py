@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES, run_cli
-from test_ir import randomize_bn
+from conftest import FIXTURES, randomize_bn, run_cli
 from toolchain.forward import run_model
 from toolchain.ir import extract_ir, run_ir
 from toolchain.loading import LoadedModel, load_model

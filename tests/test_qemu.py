@@ -85,6 +85,16 @@ def test_counter_converts_to_instructions_and_repeats(qemu_builds, name):
     assert dev.exit_code == 0  # stopped through the firmware's semihosting exit
 
 
+def test_device_scores_do_not_depend_on_the_order_of_the_images(qemu_builds):
+    """The firmware keeps no state between inferences: any order, the host build's scores."""
+    builds, x, host = qemu_builds
+    board, elf = builds["stm32h7"]
+    order = np.random.default_rng(2).permutation(len(x))
+    with QemuDevice(elf, board) as dev:
+        scores = [dev.link.infer(x[i], dev.info).scores for i in order]
+    np.testing.assert_array_equal(np.stack(scores), host[order])
+
+
 def test_repeated_request_is_answered_without_running_again(qemu_builds):
     builds, x, _ = qemu_builds
     board, elf = builds["stm32f405"]

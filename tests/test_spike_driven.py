@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
-from conftest import SDT_DEF, evaluate_against_published_loop, run_cli
+from conftest import SDT_DEF, evaluate_against_published_loop, randomize_bn, run_cli
 from toolchain.codegen import generate
 from toolchain.errors import SvtError
 from toolchain.forward import run_model
@@ -28,14 +27,7 @@ def random_sdt(**overrides):
                                       in_channels=1, num_classes=10, embed_dims=32,
                                       num_heads=4, mlp_ratios=2, depths=1, T=4,
                                       pooling_stat="0011"), **overrides})
-    gen = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) * 2.5 + 0.5)
-    return model.eval()
+    return randomize_bn(model)
 
 
 def images(n, seed=0):
@@ -58,7 +50,7 @@ def test_sdsa_membrane_stream_and_bn_maxpool_are_understood():
 
 
 @pytest.mark.parametrize("overrides", [{}, {"pooling_stat": "1100", "T": 3},
-                                       {"mlp_ratios": 1, "num_heads": 2}])
+                                       {"mlp_ratios": 1, "num_heads": 2, "depths": 2}])
 def test_host_c_equals_pytorch(tmp_path, overrides):
     """Stem pooling on spikes and on BN outputs, another T, and an MLP whose hidden width
     equals the input (the published code then adds the residual inside the MLP)."""
@@ -110,6 +102,8 @@ def test_unsupported_family_features_are_one_line():
         extract_ir(random_sdt(spike_mode="plif"), (1, 28, 28))
     with pytest.raises(SvtError, match="Erode"):
         extract_ir(random_sdt(dvs_mode=True), (1, 28, 28))
+    with pytest.raises(SvtError, match="per timestep"):  # TET: scores [T, B, classes]
+        extract_ir(random_sdt(TET=True), (1, 28, 28))
 
 
 def test_tflite_fp32_equals_pytorch():

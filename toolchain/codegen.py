@@ -27,7 +27,8 @@ from .memory import MemoryPlan, Step, _align
 TEMPLATES = REPO_ROOT / "firmware_templates"
 KERNEL_FILES = {
     "conv2d_analog_lif": "conv2d_analog_lif.c",
-    "conv2d_spiking_lif": "conv2d_spiking_lif.c",
+    "conv2d_spiking_lif": ("conv2d_spiking_lif.c", "conv2d_pixel.c"),
+    "conv2d_spiking_maxpool": ("conv2d_spiking_maxpool.c", "conv2d_pixel.c"),
     "linear_spiking_lif": "linear_spiking_lif.c",
     "ssa_lif": "ssa_lif.c",
     "maxpool2d": "maxpool2d.c",
@@ -71,9 +72,14 @@ def symbol(prefix: str, name: str) -> str:
     return prefix + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
 
 
+def _kernel_files(kernel: str) -> tuple[str, ...]:
+    files = KERNEL_FILES[kernel]
+    return files if isinstance(files, tuple) else (files,)
+
+
 def _weight_layout(step: Step, weight: np.ndarray) -> tuple[np.ndarray, str]:
     """Reorder a folded weight for the kernel that reads it; return it and a comment."""
-    if step.kernel == "conv2d_spiking_lif":  # [out][in][ky][kx] -> [ky][kx][in][out]
+    if step.kernel in ("conv2d_spiking_lif", "conv2d_spiking_maxpool"):  # [out][in][ky][kx] -> [ky][kx][in][out]
         k = weight.shape[-1]
         return (weight.transpose(2, 3, 1, 0),
                 f"HWIO [{k}][{k}][{weight.shape[1]}][{weight.shape[0]}]")
@@ -140,9 +146,12 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
         if s.scratch_bytes:
             ctx["scratch"] = offset(f"{s.name}.scratch")
         if s.kernel in ("conv2d_analog_lif", "conv2d_spiking_lif", "maxpool2d",
-                        "maxpool2d_membrane"):
+                        "maxpool2d_membrane", "conv2d_spiking_maxpool"):
             ctx.update(in_h=src.height, in_w=src.width, kernel_size=s.attrs["kernel"],
                        stride=s.attrs["stride"], padding=s.attrs["padding"])
+        if s.kernel == "conv2d_spiking_maxpool":
+            ctx.update(conv_h=s.attrs["conv_height"], conv_w=s.attrs["conv_width"],
+                       pool=s.attrs["pool"])
         if s.kernel == "ssa_lif":
             ctx.update(q=offset(s.inputs[0]), k=offset(s.inputs[1]), v=offset(s.inputs[2]),
                        heads=s.attrs["heads"], head_dim=s.attrs["head_dim"],
@@ -199,7 +208,7 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     files: dict[str, bytes] = {}
     for name in ("model.c", "model.h", "model_weights.c", "model_weights.h"):
         files[name] = env.get_template(f"model/{name}.j2").render(**ctx).encode()
-    kernels = sorted({KERNEL_FILES[s.kernel] for s in plan.steps} | {"lif.c"})
+    kernels = sorted({name for s in plan.steps for name in _kernel_files(s.kernel)} | {"lif.c"})
     for name in kernels + ["svt_kernels.h"]:
         files[name] = (TEMPLATES / "kernels" / name).read_bytes()
     files["host_main.c"] = (TEMPLATES / "host" / "host_main.c").read_bytes()

@@ -598,6 +598,10 @@ def extract_ir(model: nn.Module, input_shape: tuple[int, int, int], *,
         raise SvtError("unsupported structure: the model's output does not come from a final "
                        "Linear classifier head")
     final = b.by_name[b.val[id(out)]]
+    if final.op == "linear" and out.dim() == 3 and out.shape[0] == b.timesteps:
+        raise SvtError("unsupported structure: the model returns class scores per timestep "
+                       f"{tuple(out.shape)} (TET-style training output); average them over "
+                       "time in the forward (e.g. x.mean(0)) for inference")
     if final.op != "dense" or b.timesteps is None:
         raise SvtError("unsupported structure: the model must end in a Linear head on "
                        "token/time-averaged spiking features")

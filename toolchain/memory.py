@@ -108,11 +108,15 @@ def build_schedule(ir: IR) -> list[Step]:
             continue  # the image is the caller's; fused LIFs were planned with their producer
         if n.op in ("conv2d", "linear", "ssa", "kv_sum"):
             users = ir.consumers(n.name)
-            lif = users[0] if len(users) == 1 and users[0].op == "lif" else None
-            steps.append(_synaptic_step(ir, n, lif, producer, t))
-            if lif is not None:
-                producer[lif.name] = n.name
-            producer[n.name] = n.name
+            only = users[0] if len(users) == 1 else None
+            if n.op == "conv2d" and only is not None and only.op == "maxpool2d" \
+                    and n.inputs[0] != "input":
+                steps.append(_conv_maxpool_step(ir, n, only, producer, t))
+            else:
+                lif = only if only is not None and only.op == "lif" else None
+                steps.append(_synaptic_step(ir, n, lif, producer, t))
+            for fused in steps[-1].nodes:
+                producer[fused] = n.name
             continue
         inputs = [producer[i] for i in n.inputs]
         in_format = _format_of(steps, inputs[0])
@@ -206,6 +210,21 @@ def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) ->
     return Step(n.name, kernel, [n.name] + ([lif.name] if lif else []), inputs, out_format,
                 n.channels, n.height, n.width, out, scratch_bytes=scratch,
                 weight_bytes=n.params * WEIGHT_BYTES, params=n.params, attrs=attrs)
+
+
+def _conv_maxpool_step(ir: IR, n: Node, pool: Node, producer: dict, t: int) -> Step:
+    """A conv whose currents go only to a max-pool (a Spike-driven stem pooling BatchNorm
+    outputs): pooled as they are computed, so only the pooled membrane is stored."""
+    src = ir.node(n.inputs[0])
+    return Step(n.name, "conv2d_spiking_maxpool", [n.name, pool.name], [producer[src.name]],
+                "membrane", pool.channels, pool.height, pool.width,
+                pool.tokens * pool.channels * t * 4, scratch_bytes=t * n.channels * 4,
+                weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
+                attrs={"in_channels": n.attrs["in_channels"], "in_height": src.height,
+                       "in_width": src.width, "kernel": n.attrs["kernel"],
+                       "stride": n.attrs["stride"], "padding": n.attrs["padding"],
+                       "conv_height": n.height, "conv_width": n.width,
+                       "pool": {k: pool.attrs[k] for k in ("kernel", "stride", "padding")}})
 
 
 def plan_arena(steps: list[Step]) -> ArenaPlan:

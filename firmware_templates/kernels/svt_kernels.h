@@ -102,6 +102,29 @@ static inline void svt_currents_out(const float *scratch, uint32_t first, uint32
     }
 }
 
+/* A conv2d's shape and weights (BN folded), for the kernels that take them as one struct. */
+typedef struct {
+    uint32_t in_c, in_h, in_w, out_c, kernel, stride, pad;
+    const float *weight_hwio;  /* [kernel][kernel][in_c][out_c] */
+    const float *bias;
+} svt_conv2d_t;
+
+/* A max-pool window and its output size. */
+typedef struct {
+    uint32_t kernel, stride, pad, out_h, out_w;
+} svt_pool_t;
+
+/* conv2d_pixel.c: the currents of one output pixel, scratch[t * out_c + c] */
+void svt_conv2d_pixel_currents(const uint8_t *in, svt_format_t in_fmt,
+                               const svt_conv2d_t *conv, uint32_t oy, uint32_t ox,
+                               uint32_t T, float *scratch);
+
+/* conv2d_spiking_maxpool.c: conv2d fed by spikes, its currents max-pooled (membrane out) */
+void svt_conv2d_spiking_maxpool(const uint8_t *in, svt_format_t in_fmt,
+                                const svt_conv2d_t *conv, uint32_t conv_h, uint32_t conv_w,
+                                const svt_pool_t *pool, uint32_t T, float *out,
+                                float *scratch);
+
 /* conv2d_analog_lif.c: first layer, analog image in, spikes out */
 void svt_conv2d_analog_lif(const float *image, uint32_t in_c, uint32_t in_h, uint32_t in_w,
                            const float *weight, const float *bias, uint32_t out_c,
