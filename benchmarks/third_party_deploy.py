@@ -12,7 +12,8 @@ Transformer's), at the size its ``build_fmnist`` factory gives:
    smoothing; the model never resets itself) and save a plain state dict; a finished
    training is reused (delete the weights file to retrain);
 2. measure its test accuracy with its own loop (``functional.reset_net`` after each batch,
-   as the published training scripts do) and with ``svt-deploy evaluate``;
+   as the published training scripts do), with ``svt-deploy evaluate``, and with the loop
+   without the reset (what ``evaluate`` reported before it reset neurons itself);
 3. run ``svt-deploy --board stm32h7 --max-drop 3 --model-def FILE:build_fmnist --weights W
    --data D --max-reduction 25`` (its stage cache makes a rerun cheap).
 
@@ -63,8 +64,10 @@ def train(model_def: str, weights: Path, data: str | None, samples: int, epochs:
     return time.time() - t
 
 
-def own_loop_accuracy(model_def: str, weights: Path, data: str | None) -> float:
-    """Test accuracy as the published scripts measure it: reset_net after every batch."""
+def own_loop_accuracy(model_def: str, weights: Path, data: str | None,
+                      reset: bool = True) -> float:
+    """Test accuracy as the published scripts measure it: reset_net after every batch.
+    ``reset=False`` is what svt-deploy's evaluate did before it reset neurons itself."""
     import torch
     from spikingjelly.activation_based import functional
 
@@ -80,7 +83,8 @@ def own_loop_accuracy(model_def: str, weights: Path, data: str | None) -> float:
         for i in range(0, len(y), 250):
             out = logits_of(model(ds.as_tensor(x[i:i + 250])))
             correct += int((out.argmax(1).numpy() == y[i:i + 250]).sum())
-            functional.reset_net(model)
+            if reset:
+                functional.reset_net(model)
     return correct / len(y)
 
 
@@ -100,6 +104,7 @@ def run_family(name: str, path: Path, args) -> dict:
         row["train_s"] = round(train(model_def, weights, args.data, args.train_samples,
                                      args.epochs, args.lr))
     row["own_loop_accuracy"] = own_loop_accuracy(model_def, weights, args.data)
+    row["no_reset_accuracy"] = own_loop_accuracy(model_def, weights, args.data, reset=False)
     ev = svt("evaluate", "--model-def", model_def, "--weights", str(weights), *data, "--json")
     if ev.returncode != 0:
         raise SystemExit(f"{name}: evaluate failed: {ev.stderr.strip()}")
@@ -122,22 +127,25 @@ def run_family(name: str, path: Path, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| family | params | own-loop test acc. | `evaluate` | structure | deployed acc. "
-             "(drop) | weights B (cut) | host C agreement | QEMU agreement | instr./inference |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | params | own-loop test acc. | `evaluate` | without reset | structure "
+             "| deployed acc. (drop) | weights B (cut) | host C agreement | QEMU agreement "
+             "| instr./inference |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ev = r["evaluate"]
         if r.get("deploy_rc"):
             lines.append(f"| {r['family']} | {ev['params']:,} | {r['own_loop_accuracy']:.4f} | "
-                         f"{ev['accuracy']:.4f} | {ev['structure']} | failed: "
-                         f"{' '.join(r.get('deploy_error', []))} | | | | |")
+                         f"{ev['accuracy']:.4f} | {r['no_reset_accuracy']:.4f} | "
+                         f"{ev['structure']} | failed: {' '.join(r.get('deploy_error', []))} "
+                         "| | | | |")
             continue
         b, p, h, d = r["baseline"], r["pruned"], r["host"], r["device"]
         drop = (b["accuracy"] - p["accuracy"]) * 100
         cut = 100 * (1 - p["flash_bytes"] / b["flash_bytes"])
         lines.append(
             f"| {r['family']} | {ev['params']:,} | {r['own_loop_accuracy']:.4f} | "
-            f"{ev['accuracy']:.4f} | {ev['structure']} | {p['accuracy']:.4f} ({drop:+.2f} pt) "
+            f"{ev['accuracy']:.4f} | {r['no_reset_accuracy']:.4f} | {ev['structure']} "
+            f"| {p['accuracy']:.4f} ({drop:+.2f} pt) "
             f"| {p['flash_bytes']:,} ({cut:.1f} %) | {h['agreement']:.4f} on {h['samples']:,} "
             f"| {d['agreement']:.4f} on {d['samples']} | {d['instructions_per_inference']:,} |")
     return "\n".join(lines)
