@@ -30,22 +30,8 @@ void svt_conv2d_pixel_currents(const uint8_t *in, svt_format_t in_fmt,
             uint32_t pixel = (uint32_t)iy * conv->in_w + (uint32_t)ix;
             const float *columns = conv->weight_hwio + (ky * k + kx) * in_c * out_c;
             for (uint32_t ci = 0; ci < in_c; ++ci) {
-                const float *column = columns + ci * out_c;
-                uint32_t neuron = pixel * in_c + ci;
-                if (in_fmt == SVT_SPIKES) {
-                    uint32_t train = svt_spikes_get(in, neuron, T);
-                    for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
-                        if (train & 1u) {
-                            svt_accumulate(scratch + t * out_c, column, out_c);
-                        }
-                    }
-                } else {
-                    for (uint32_t t = 0; t < T; ++t) {
-                        for (uint32_t n = in[neuron * T + t]; n > 0u; --n) {
-                            svt_accumulate(scratch + t * out_c, column, out_c);
-                        }
-                    }
-                }
+                svt_accumulate_input(scratch, columns + ci * out_c, out_c, in, in_fmt,
+                                     pixel * in_c + ci, T);
             }
         }
     }

@@ -23,22 +23,8 @@ void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tok
             memcpy(scratch + t * out_c, bias, out_c * sizeof(float));
         }
         for (uint32_t ci = 0; ci < in_c; ++ci) {
-            const float *column = weight_io + ci * out_c;
-            uint32_t neuron = n * in_c + ci;
-            if (in_fmt == SVT_SPIKES) {
-                uint32_t train = svt_spikes_get(in, neuron, T);
-                for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
-                    if (train & 1u) {
-                        svt_accumulate(scratch + t * out_c, column, out_c);
-                    }
-                }
-            } else {
-                for (uint32_t t = 0; t < T; ++t) {
-                    for (uint32_t k = in[neuron * T + t]; k > 0u; --k) {
-                        svt_accumulate(scratch + t * out_c, column, out_c);
-                    }
-                }
-            }
+            svt_accumulate_input(scratch, weight_io + ci * out_c, out_c, in, in_fmt,
+                                 n * in_c + ci, T);
         }
         svt_currents_out(scratch, n * out_c, out_c, T, lif, out_spikes);
     }

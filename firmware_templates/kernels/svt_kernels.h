@@ -81,6 +81,28 @@ static inline void svt_accumulate(float *acc, const float *column, uint32_t n)
     }
 }
 
+/* Input neuron i's activity, all steps, into currents scratch[t * out_c + j]: its weight
+ * column once per spike, or count times for a count. */
+static inline void svt_accumulate_input(float *scratch, const float *column, uint32_t out_c,
+                                        const uint8_t *in, svt_format_t in_fmt, uint32_t i,
+                                        uint32_t T)
+{
+    if (in_fmt == SVT_SPIKES) {
+        uint32_t train = svt_spikes_get(in, i, T);
+        for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
+            if (train & 1u) {
+                svt_accumulate(scratch + t * out_c, column, out_c);
+            }
+        }
+    } else {
+        for (uint32_t t = 0; t < T; ++t) {
+            for (uint32_t k = in[i * T + t]; k > 0u; --k) {
+                svt_accumulate(scratch + t * out_c, column, out_c);
+            }
+        }
+    }
+}
+
 /* lif.c */
 uint32_t svt_lif_train(const float *current, uint32_t stride, uint32_t T, const svt_lif_t *lif);
 uint32_t svt_lif_train_constant(float current, uint32_t T, const svt_lif_t *lif);
