@@ -17,7 +17,7 @@ def test_third_party_published_layout_model(published_trained):
                    "--data", str(data), "--json", check=True)
     result = json.loads(proc.stdout)
     assert result["samples"] == 500
-    assert result["accuracy"] > 0.5  # trained briefly on 2,400 images; chance is 0.1
+    assert result["accuracy"] > 0.3  # trained briefly (4 passes over 2,400 images); chance 0.1
     assert result["params"] > 10_000
 
 

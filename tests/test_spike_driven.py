@@ -121,7 +121,7 @@ def test_tflite_fp32_equals_pytorch():
 
 def test_evaluate_equals_the_published_training_loops_measure(sdt_trained):
     result = evaluate_against_published_loop(*sdt_trained)
-    assert result["accuracy"] > 0.5  # trained briefly on 3,000 images; chance is 0.1
+    assert result["accuracy"] > 0.3  # trained briefly (4 passes over 2,400 images); chance 0.1
 
 
 def test_deploys_end_to_end(sdt_trained, tmp_path):
