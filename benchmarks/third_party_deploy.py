@@ -58,8 +58,7 @@ def train(model_def: str, weights: Path, data: str | None, samples: int, epochs:
     model = import_factory(model_def)()
     x, y = ds.split("train", samples)
     t = time.time()
-    train_steps(model, ds, x, y, epochs=epochs, lr=lr, seed=0,
-                progress=None)
+    train_steps(model, ds, x, y, epochs=epochs, lr=lr, seed=0)
     atomic_torch_save(model.state_dict(), weights)
     return time.time() - t
 

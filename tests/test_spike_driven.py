@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
+from spikingjelly.activation_based import neuron
 
 from conftest import SDT_DEF, evaluate_against_published_loop, randomize_bn, run_cli
 from toolchain.codegen import generate
@@ -66,6 +68,42 @@ def test_host_c_equals_pytorch(tmp_path, overrides):
     assert np.abs(scores - ref).max() < 1e-4
     assert (scores.argmax(1) == ref.argmax(1)).all()
     np.testing.assert_allclose(run_ir(ir, x).numpy(), ref, atol=1e-4)
+
+
+class PooledStream(nn.Module):
+    """Two BatchNorm outputs added into a real-valued stream, then max-pooled: the pool
+    cannot be fused into one conv, so the stream is pooled as membrane floats."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.stem_bn = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.a, self.a_bn = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.b, self.b_bn = nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.lif0, self.lif1 = (neuron.LIFNode(tau=2.0, step_mode="m") for _ in range(2))
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        t, b = 4, x.shape[0]
+        x = x.unsqueeze(0).repeat(t, 1, 1, 1, 1).flatten(0, 1)
+        s = self.lif0(self.stem_bn(self.stem(x)).reshape(t, b, 8, 28, 28)).flatten(0, 1)
+        stream = self.a_bn(self.a(s)) + self.b_bn(self.b(s))
+        out = self.lif1(self.pool(stream).reshape(t, b, 8, 14, 14))
+        return self.head(out.flatten(3).mean(3).mean(0))
+
+
+def test_max_pool_of_a_membrane_stream_equals_pytorch(tmp_path):
+    model = randomize_bn(PooledStream())
+    ir = extract_ir(model, (1, 28, 28))
+    plan = plan_memory(ir)
+    assert {"add_membrane", "maxpool2d_membrane", "lif_layer"} <= {s.kernel for s in plan.steps}
+    generate(ir, plan, tmp_path / "gen", source="pool")
+    x = images(20)
+    scores, _ = run_host(build_host(tmp_path / "gen", sanitize=True), x.numpy(),
+                         ir.num_classes, workers=1)
+    ref = run_model(model, x).detach().numpy()
+    assert np.abs(scores - ref).max() < 1e-4
+    assert (scores.argmax(1) == ref.argmax(1)).all()
 
 
 def test_sanitizer_build_runs_clean(tmp_path):

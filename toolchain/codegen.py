@@ -79,7 +79,8 @@ def _kernel_files(kernel: str) -> tuple[str, ...]:
 
 def _weight_layout(step: Step, weight: np.ndarray) -> tuple[np.ndarray, str]:
     """Reorder a folded weight for the kernel that reads it; return it and a comment."""
-    if step.kernel in ("conv2d_spiking_lif", "conv2d_spiking_maxpool"):  # [out][in][ky][kx] -> [ky][kx][in][out]
+    # [out][in][ky][kx] -> [ky][kx][in][out]
+    if step.kernel in ("conv2d_spiking_lif", "conv2d_spiking_maxpool"):
         k = weight.shape[-1]
         return (weight.transpose(2, 3, 1, 0),
                 f"HWIO [{k}][{k}][{weight.shape[1]}][{weight.shape[0]}]")

@@ -25,11 +25,14 @@ import torch.nn as nn
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 
 
-def _cupy_free(kwargs: dict) -> dict:
+def _multi_step(kwargs: dict, surrogate_function) -> dict:
+    """The SpikingJelly 2.0 keywords for an old multi-step neuron's extra arguments."""
     # 'cupy' / 'torch' picked an implementation, not a model; SpikingJelly 2.0 picks its own
     kwargs.pop("backend", None)
     kwargs.pop("lava_s_cale", None)
-    return kwargs
+    if surrogate_function is not None:  # else SpikingJelly's own default
+        kwargs["surrogate_function"] = surrogate_function
+    return {**kwargs, "step_mode": "m"}
 
 
 class MultiStepLIFNode(neuron.LIFNode):
@@ -38,11 +41,9 @@ class MultiStepLIFNode(neuron.LIFNode):
     def __init__(self, tau: float = 2.0, decay_input: bool = True, v_threshold: float = 1.0,
                  v_reset: float | None = 0.0, surrogate_function=None,
                  detach_reset: bool = False, **kwargs):
-        _cupy_free(kwargs)
         super().__init__(tau=float(tau), decay_input=decay_input, v_threshold=v_threshold,
-                         v_reset=v_reset, detach_reset=detach_reset, step_mode="m",
-                         **({"surrogate_function": surrogate_function}
-                            if surrogate_function is not None else {}), **kwargs)
+                         v_reset=v_reset, detach_reset=detach_reset,
+                         **_multi_step(kwargs, surrogate_function))
 
 
 class MultiStepParametricLIFNode(neuron.ParametricLIFNode):
@@ -51,12 +52,9 @@ class MultiStepParametricLIFNode(neuron.ParametricLIFNode):
     def __init__(self, init_tau: float = 2.0, decay_input: bool = True,
                  v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  surrogate_function=None, detach_reset: bool = False, **kwargs):
-        _cupy_free(kwargs)
         super().__init__(init_tau=float(init_tau), decay_input=decay_input,
                          v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                         step_mode="m", **({"surrogate_function": surrogate_function}
-                                           if surrogate_function is not None else {}),
-                         **kwargs)
+                         **_multi_step(kwargs, surrogate_function))
 
 
 class MultiStepIFNode(neuron.IFNode):
@@ -64,11 +62,8 @@ class MultiStepIFNode(neuron.IFNode):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: float | None = 0.0,
                  surrogate_function=None, detach_reset: bool = False, **kwargs):
-        _cupy_free(kwargs)
         super().__init__(v_threshold=v_threshold, v_reset=v_reset, detach_reset=detach_reset,
-                         step_mode="m", **({"surrogate_function": surrogate_function}
-                                           if surrogate_function is not None else {}),
-                         **kwargs)
+                         **_multi_step(kwargs, surrogate_function))
 
 
 def _clock_driven_neuron() -> types.ModuleType:

@@ -306,8 +306,11 @@ class _Builder:
         self.bn_of[src.name] = name
         self.val[id(out)] = src.name
 
+    def consumers_of(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
     def consumers_recorded(self, name: str) -> bool:
-        return any(name in n.inputs for n in self.nodes)
+        return bool(self.consumers_of(name))
 
     def _lif(self, name, m, x, out):
         src = self._src(x, name)
@@ -548,9 +551,7 @@ class _Builder:
         feed = self.by_name[head.inputs[0]]
         # ``x`` has the head's output channels where ``feed`` had its input channels; the
         # token and time dimensions, the only ones a mean may cover, are the same
-        shaped = Node(feed.name, feed.op, [], feed.kind, feed.channels, feed.height,
-                      feed.width, attrs=feed.attrs)
-        attrs = self._mean_attrs(shaped, x, dims)
+        attrs = self._mean_attrs(feed, x, dims)
         if feed.op == "mean" and len(self.consumers_of(feed.name)) == 1:
             merged = {"tokens": feed.attrs["tokens"] or attrs["tokens"],
                       "time": feed.attrs["time"] or attrs["time"], "has_time": attrs["has_time"]}
@@ -564,9 +565,6 @@ class _Builder:
         head.op, head.kind, head.height, head.width = "dense", "scores", 1, 1
         head.attrs["has_time"] = attrs["has_time"]
         self.val[id(out)] = head.name
-
-    def consumers_of(self, name: str) -> list[Node]:
-        return [n for n in self.nodes if name in n.inputs]
 
 
 def _trace(model: nn.Module, image: torch.Tensor):

@@ -90,6 +90,15 @@ def spike_bytes(neurons: int, timesteps: int) -> int:
     return (neurons * timesteps + 7) // 8
 
 
+def membrane_bytes(neurons: int, timesteps: int) -> int:
+    """Kept currents: one float per neuron and timestep."""
+    return neurons * timesteps * 4
+
+
+def _lif_attrs(lif: Node) -> dict:
+    return {**{k: lif.attrs[k] for k in ("tau", "v_threshold", "v_reset")}, "lif": lif.name}
+
+
 def _align(n: int) -> int:
     return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
 
@@ -120,7 +129,7 @@ def build_schedule(ir: IR) -> list[Step]:
             continue
         inputs = [producer[i] for i in n.inputs]
         in_format = _format_of(steps, inputs[0])
-        membrane = n.tokens * n.channels * t * 4
+        membrane = membrane_bytes(n.tokens * n.channels, t)
         if n.op == "maxpool2d" and in_format == "membrane":
             step = Step(n.name, "maxpool2d_membrane", [n.name], inputs, "membrane", n.channels,
                         n.height, n.width, membrane, attrs=dict(n.attrs))
@@ -137,8 +146,7 @@ def build_schedule(ir: IR) -> list[Step]:
             strides = (t, 1) if in_format == "membrane" else (1, n.channels)
             step = Step(n.name, "lif_layer", [n.name], inputs, "spikes", n.channels, n.height,
                         n.width, spike_bytes(n.tokens * n.channels, t),
-                        attrs={**{k: n.attrs[k] for k in ("tau", "v_threshold", "v_reset")},
-                               "lif": n.name, "neuron_stride": strides[0],
+                        attrs={**_lif_attrs(n), "neuron_stride": strides[0],
                                "time_stride": strides[1]})
         elif n.op == "mask":
             step = Step(n.name, "spike_mask", [n.name], inputs, "spikes", n.channels, n.height,
@@ -177,10 +185,9 @@ def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) ->
             raise SvtError(f"unsupported structure at {n.name}: the output of this layer "
                            "must feed exactly one LIF neuron layer")
         lif_attrs, out_format = {}, "membrane"
-        out = n.tokens * n.channels * t * 4
+        out = membrane_bytes(n.tokens * n.channels, t)
     else:
-        lif_attrs = {k: lif.attrs[k] for k in ("tau", "v_threshold", "v_reset")}
-        lif_attrs["lif"] = lif.name
+        lif_attrs = _lif_attrs(lif)
         out_format, out = "spikes", spike_bytes(n.tokens * n.channels, t)
     if n.op == "kv_sum":
         k = ir.node(n.inputs[0])
@@ -201,12 +208,7 @@ def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) ->
     else:
         kernel = "conv2d_spiking_lif" if n.op == "conv2d" else "linear_spiking_lif"
         scratch = t * n.channels * 4
-    src = ir.node(n.inputs[0])
-    attrs = {**lif_attrs, "in_channels": n.attrs["in_channels"],
-             "in_height": src.height, "in_width": src.width}
-    if n.op == "conv2d":
-        attrs.update(kernel=n.attrs["kernel"], stride=n.attrs["stride"],
-                     padding=n.attrs["padding"])
+    attrs = {**lif_attrs, **_synaptic_attrs(ir, n)}
     return Step(n.name, kernel, [n.name] + ([lif.name] if lif else []), inputs, out_format,
                 n.channels, n.height, n.width, out, scratch_bytes=scratch,
                 weight_bytes=n.params * WEIGHT_BYTES, params=n.params, attrs=attrs)
@@ -215,16 +217,23 @@ def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) ->
 def _conv_maxpool_step(ir: IR, n: Node, pool: Node, producer: dict, t: int) -> Step:
     """A conv whose currents go only to a max-pool (a Spike-driven stem pooling BatchNorm
     outputs): pooled as they are computed, so only the pooled membrane is stored."""
-    src = ir.node(n.inputs[0])
-    return Step(n.name, "conv2d_spiking_maxpool", [n.name, pool.name], [producer[src.name]],
-                "membrane", pool.channels, pool.height, pool.width,
-                pool.tokens * pool.channels * t * 4, scratch_bytes=t * n.channels * 4,
+    return Step(n.name, "conv2d_spiking_maxpool", [n.name, pool.name],
+                [producer[n.inputs[0]]], "membrane", pool.channels, pool.height, pool.width,
+                membrane_bytes(pool.tokens * pool.channels, t), scratch_bytes=t * n.channels * 4,
                 weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
-                attrs={"in_channels": n.attrs["in_channels"], "in_height": src.height,
-                       "in_width": src.width, "kernel": n.attrs["kernel"],
-                       "stride": n.attrs["stride"], "padding": n.attrs["padding"],
-                       "conv_height": n.height, "conv_width": n.width,
+                attrs={**_synaptic_attrs(ir, n), "conv_height": n.height, "conv_width": n.width,
                        "pool": {k: pool.attrs[k] for k in ("kernel", "stride", "padding")}})
+
+
+def _synaptic_attrs(ir: IR, n: Node) -> dict:
+    """A conv/linear layer's input shape (and a conv's window), as its kernel call needs."""
+    src = ir.node(n.inputs[0])
+    attrs = {"in_channels": n.attrs["in_channels"], "in_height": src.height,
+             "in_width": src.width}
+    if n.op == "conv2d":
+        attrs.update(kernel=n.attrs["kernel"], stride=n.attrs["stride"],
+                     padding=n.attrs["padding"])
+    return attrs
 
 
 def plan_arena(steps: list[Step]) -> ArenaPlan:

@@ -293,9 +293,9 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
         cached = json.loads(cache.read_text())
         if cached.get("max_drop", -1) < max_drop:
             cached = None
-    if all(rt.all_gather(cached is not None)):  # every rank must take the same path
+    if rt.all_true(cached is not None):
         return {space: _truncated(rows, max_drop) for space, rows in cached["groups"].items()}
-    cells = Path(str(cache)[:-len(".json")] + ".cells") if cache is not None else None
+    cells = cache.with_suffix(".cells") if cache is not None else None
 
     def measure(g: Group, k: int) -> dict:
         """Accuracy of ``g`` pruned to ``k`` units (or why it cannot be), cached."""

@@ -66,6 +66,11 @@ class Runtime:
         dist.all_gather_object(out, obj)
         return out
 
+    def all_true(self, flag: bool) -> bool:
+        """``flag`` held on every rank: for choices (reuse a cache file or not) that every
+        rank must make alike, or they would wait on each other's collectives forever."""
+        return all(self.all_gather(bool(flag)))
+
     def next_ticket(self, counter: str) -> int:
         """0, 1, 2, ... across all ranks: a shared work queue (the process group's store)."""
         if not self.distributed:
