@@ -49,15 +49,15 @@ def main() -> int:
     if not weights.is_file():
         import torch
 
-        from toolchain.loading import import_factory
+        from svt_deploy.loading import import_factory
 
         torch.save(import_factory(MODEL_DEF)().state_dict(), weights)
     rows, plans = [], {}
     for n in args.ranks:
         run_dir = out / f"ranks{n}"
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node", str(n), "-m", "toolchain"] if n > 1 \
-            else [sys.executable, "-m", "toolchain"]
+                    "--nproc_per_node", str(n), "-m", "svt_deploy"] if n > 1 \
+            else [sys.executable, "-m", "svt_deploy"]
         cmd = [*launcher, "prune", "--max-reduction", "26.7", "--max-drop", "3",
                "--model-def", MODEL_DEF, "--weights", str(weights),
                "--profile-samples", str(args.profile_samples),

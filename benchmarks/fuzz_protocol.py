@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toolchain.serial_link import (  # noqa: E402
+from svt_deploy.serial_link import (  # noqa: E402
     CALIBRATE,
     EXIT,
     INFER,

@@ -22,13 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from toolchain.codegen import generate  # noqa: E402
-from toolchain.data import load_dataset  # noqa: E402
-from toolchain.forward import run_model  # noqa: E402
-from toolchain.hostemu import build_host, run_host  # noqa: E402
-from toolchain.ir import extract_ir, run_ir  # noqa: E402
-from toolchain.loading import load_model  # noqa: E402
-from toolchain.memory import plan_memory  # noqa: E402
+from svt_deploy.codegen import generate  # noqa: E402
+from svt_deploy.data import load_dataset  # noqa: E402
+from svt_deploy.forward import run_model  # noqa: E402
+from svt_deploy.hostemu import build_host, run_host  # noqa: E402
+from svt_deploy.ir import extract_ir, run_ir  # noqa: E402
+from svt_deploy.loading import load_model  # noqa: E402
+from svt_deploy.memory import plan_memory  # noqa: E402
 
 
 def main() -> int:

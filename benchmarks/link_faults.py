@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Long link-fault runs: the firmware on QEMU behind toolchain.qemu.FaultyProxy.
+"""Long link-fault runs: the firmware on QEMU behind svt_deploy.qemu.FaultyProxy.
 
     python benchmarks/link_faults.py --requests 300 --down-rate 1.2e-5 --up-rate 5e-4
     python benchmarks/link_faults.py --requests 150 --down-rate 1e-4 --up-rate 4.5e-3
@@ -34,8 +34,8 @@ def tiny_model(ds, seed: int):
     """Untrained, it hardly spikes and gives every image the same scores: train it a little."""
     import torch
 
-    from toolchain.model import SpikingViT, SViTConfig
-    from toolchain.training import train_steps
+    from svt_deploy.model import SpikingViT, SViTConfig
+    from svt_deploy.training import train_steps
 
     torch.manual_seed(seed)
     model = SpikingViT(SViTConfig.reference(embed_dim=32, depth=1, heads=4, mlp_ratio=2,
@@ -65,14 +65,14 @@ def main() -> int:
     p.add_argument("--data", help="dataset (default Fashion-MNIST)")
     args = p.parse_args()
 
-    from toolchain.boards import load_board
-    from toolchain.data import load_dataset
-    from toolchain.errors import SvtError
-    from toolchain.firmware import build_firmware, generate_firmware
-    from toolchain.ir import extract_ir
-    from toolchain.loading import load_model
-    from toolchain.memory import plan_memory
-    from toolchain.qemu import FaultyProxy, QemuDevice
+    from svt_deploy.boards import load_board
+    from svt_deploy.data import load_dataset
+    from svt_deploy.errors import SvtError
+    from svt_deploy.firmware import build_firmware, generate_firmware
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.memory import plan_memory
+    from svt_deploy.qemu import FaultyProxy, QemuDevice
 
     t0 = time.time()
     ds = load_dataset(args.data)

@@ -24,14 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toolchain.cli import cached_test_accuracy  # noqa: E402
-from toolchain.data import load_dataset  # noqa: E402
-from toolchain.errors import InfeasibleBudget  # noqa: E402
-from toolchain.ir import extract_ir  # noqa: E402
-from toolchain.loading import load_model  # noqa: E402
-from toolchain.memory import plan_memory  # noqa: E402
-from toolchain.prune import Budget, Pruner  # noqa: E402
-from toolchain.stages import StageCache, stage_key  # noqa: E402
+from svt_deploy.cli import cached_test_accuracy  # noqa: E402
+from svt_deploy.data import load_dataset  # noqa: E402
+from svt_deploy.errors import InfeasibleBudget  # noqa: E402
+from svt_deploy.ir import extract_ir  # noqa: E402
+from svt_deploy.loading import load_model  # noqa: E402
+from svt_deploy.memory import plan_memory  # noqa: E402
+from svt_deploy.prune import Budget, Pruner  # noqa: E402
+from svt_deploy.stages import StageCache, stage_key  # noqa: E402
 
 PAPER = {"target": 26.68, "baseline": 73.3, "no_ft": 70.3, "ft": 72.9,
          "note": "PrimeSVT paper: Spikformer-8-512 on ImageNet"}

@@ -78,7 +78,7 @@ def log(msg: str) -> None:
 def torch_latency(model, ds, images, threads: int) -> float:
     import torch
 
-    from toolchain.forward import run_model
+    from svt_deploy.forward import run_model
 
     torch.set_num_threads(threads)
     x = ds.as_tensor(images)
@@ -93,7 +93,7 @@ def torch_latency(model, ds, images, threads: int) -> float:
 def c_latency(binary, images, classes: int, repeat: int = 3) -> float:
     """Seconds per image of the host build, one process, minus its start-up (timed on an
     empty input); best of ``repeat``."""
-    from toolchain.hostemu import run_host
+    from svt_deploy.hostemu import run_host
 
     best = float("inf")
     for _ in range(repeat):
@@ -128,8 +128,8 @@ def int8_text(torch_acc: float, row: dict, flips: dict, spread: dict | None) -> 
 
 def calibration_spread(ir, ds, ref_model, args, log) -> dict:
     """int8 validation accuracy for several disjoint calibration sets of training images."""
-    from toolchain import tflite_export as te
-    from toolchain.evaluate import predict
+    from svt_deploy import tflite_export as te
+    from svt_deploy.evaluate import predict
 
     n = args.representative
     xt, _ = ds.split("train", n * args.calibration_sets)
@@ -249,15 +249,15 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from toolchain import tflite_export as te
-    from toolchain.codegen import generate
-    from toolchain.data import load_dataset
-    from toolchain.errors import SvtError
-    from toolchain.evaluate import predict
-    from toolchain.hostemu import build_host, run_host
-    from toolchain.ir import extract_ir
-    from toolchain.loading import load_model
-    from toolchain.memory import plan_memory
+    from svt_deploy import tflite_export as te
+    from svt_deploy.codegen import generate
+    from svt_deploy.data import load_dataset
+    from svt_deploy.errors import SvtError
+    from svt_deploy.evaluate import predict
+    from svt_deploy.hostemu import build_host, run_host
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.memory import plan_memory
 
     torch.set_num_threads(args.threads)
     t_start = time.time()

@@ -48,10 +48,10 @@ def train(model_def: str, weights: Path, data: str | None, samples: int, epochs:
           lr: float) -> float:
     import torch
 
-    from toolchain.checkpoint import atomic_torch_save
-    from toolchain.data import load_dataset
-    from toolchain.loading import import_factory
-    from toolchain.training import train_steps
+    from svt_deploy.checkpoint import atomic_torch_save
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import import_factory
+    from svt_deploy.training import train_steps
 
     ds = load_dataset(data)
     torch.manual_seed(0)
@@ -70,9 +70,9 @@ def own_loop_accuracy(model_def: str, weights: Path, data: str | None,
     import torch
     from spikingjelly.activation_based import functional
 
-    from toolchain.data import load_dataset
-    from toolchain.forward import logits_of
-    from toolchain.loading import load_model
+    from svt_deploy.data import load_dataset
+    from svt_deploy.forward import logits_of
+    from svt_deploy.loading import load_model
 
     model = load_model(model_def, weights).model
     ds = load_dataset(data)
@@ -88,7 +88,7 @@ def own_loop_accuracy(model_def: str, weights: Path, data: str | None,
 
 
 def svt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolchain", *args], cwd=REPO, text=True,
+    return subprocess.run([sys.executable, "-m", "svt_deploy", *args], cwd=REPO, text=True,
                           capture_output=True, check=False)
 
 

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from toolchain.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint  # noqa: E402
-from toolchain.data import load_dataset  # noqa: E402
-from toolchain.evaluate import accuracy  # noqa: E402
-from toolchain.model import SViTConfig, SpikingViT  # noqa: E402
-from toolchain.training import augment, cosine_lr  # noqa: E402
+from svt_deploy.checkpoint import atomic_torch_save, atomic_write_bytes, save_checkpoint  # noqa: E402
+from svt_deploy.data import load_dataset  # noqa: E402
+from svt_deploy.evaluate import accuracy  # noqa: E402
+from svt_deploy.model import SViTConfig, SpikingViT  # noqa: E402
+from svt_deploy.training import augment, cosine_lr  # noqa: E402
 
 
 def main(argv=None) -> int:

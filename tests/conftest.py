@@ -40,7 +40,7 @@ def randomize_bn(model):
 def run_cli(*args: str, check: bool = False, timeout: int = 900,
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``svt-deploy`` in a subprocess, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "svt_deploy", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd or REPO,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if check and proc.returncode != 0:
@@ -57,8 +57,8 @@ def evaluate_against_published_loop(model_def: str, weights, data) -> dict:
 
     from spikingjelly.activation_based import functional
 
-    from toolchain.data import load_dataset
-    from toolchain.loading import load_model
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import load_model
 
     model = load_model(model_def, weights).model
     ds = load_dataset(data)
@@ -81,7 +81,7 @@ def evaluate_against_published_loop(model_def: str, weights, data) -> dict:
 
 @pytest.fixture(scope="session")
 def fmnist():
-    from toolchain.data import load_dataset
+    from svt_deploy.data import load_dataset
     return load_dataset()
 
 
@@ -97,7 +97,7 @@ def small_npz(tmp_path_factory, fmnist) -> Path:
 
 
 def train_tiny(model, ds, epochs: float = 2, samples: int = 3000, lr: float = 3e-3):
-    from toolchain.training import train_steps
+    from svt_deploy.training import train_steps
     x, y = ds.split("train", samples)
     train_steps(model, ds, x, y, epochs=epochs, lr=lr, seed=0)
     model.eval()
@@ -107,8 +107,8 @@ def train_tiny(model, ds, epochs: float = 2, samples: int = 3000, lr: float = 3e
 def trained_third_party(model_def: str, data: Path, weights: Path):
     """A third-party model file, loaded the way the tool loads it, trained briefly on the
     subset: (model_def, weights_path, data_path)."""
-    from toolchain.data import load_dataset
-    from toolchain.loading import import_factory
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import import_factory
 
     ds = load_dataset(data)
     torch.manual_seed(0)
@@ -135,9 +135,9 @@ def sdt_trained(tmp_path_factory, small_npz):
 def tiny_reference(tmp_path_factory, small_npz):
     """Our own SViT at a tiny size (embed 32, 1 block, T=4; ~70 % test accuracy), trained
     briefly: (checkpoint, data)."""
-    from toolchain.data import load_dataset
-    from toolchain.loading import LoadedModel
-    from toolchain.model import SViTConfig, SpikingViT
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import LoadedModel
+    from svt_deploy.model import SViTConfig, SpikingViT
 
     ds = load_dataset(small_npz)
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 import pytest
 
 from conftest import run_cli
-from toolchain.boards import board_names, load_board, parse_size
-from toolchain.errors import SvtError
+from svt_deploy.boards import board_names, load_board, parse_size
+from svt_deploy.errors import SvtError
 
 EXPECTED = {"stm32h7", "stm32f405", "nucleo-f446re", "nrf52840", "host"}
 

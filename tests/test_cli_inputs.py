@@ -6,7 +6,7 @@ import time
 import pytest
 from conftest import run_cli
 
-from toolchain import cli_args as num
+from svt_deploy import cli_args as num
 
 # (command line, words the one error line must contain); one case per checked option kind
 BAD = [

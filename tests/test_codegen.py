@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from conftest import FIXTURES, randomize_bn, run_cli
-from toolchain.codegen import generate
-from toolchain.errors import SvtError
-from toolchain.forward import run_model
-from toolchain.hostemu import build_host, compare, run_host
-from toolchain.ir import extract_ir
-from toolchain.loading import LoadedModel
-from toolchain.memory import plan_memory
-from toolchain.model import SViTConfig, SpikingViT
-from toolchain.prune import prune_space, single_space_groups
+from svt_deploy.codegen import generate
+from svt_deploy.errors import SvtError
+from svt_deploy.forward import run_model
+from svt_deploy.hostemu import build_host, compare, run_host
+from svt_deploy.ir import extract_ir
+from svt_deploy.loading import LoadedModel
+from svt_deploy.memory import plan_memory
+from svt_deploy.model import SViTConfig, SpikingViT
+from svt_deploy.prune import prune_space, single_space_groups
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402

@@ -4,8 +4,8 @@ import pickle
 import numpy as np
 import pytest
 
-from toolchain.data import load_dataset
-from toolchain.errors import SvtError
+from svt_deploy.data import load_dataset
+from svt_deploy.errors import SvtError
 
 
 def _write_idx(path, array, gz):
@@ -83,7 +83,7 @@ def test_validation_split_is_fixed_disjoint_and_from_training(fmnist):
     assert len(yv) == 5000 and len(yt) == 55000
     xv2, _ = fmnist.split("val")
     np.testing.assert_array_equal(xv, xv2)  # fixed seed
-    from toolchain.data import train_val_indices
+    from svt_deploy.data import train_val_indices
     tr, va = train_val_indices(60000, 5000)
     assert not set(tr) & set(va) and len(set(tr) | set(va)) == 60000
     xte, _ = fmnist.split("test")

@@ -148,7 +148,7 @@ def run_cli_env(env, *args):
     import subprocess
     import sys
     from conftest import REPO
-    return subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "svt_deploy", *args], capture_output=True,
                           text=True, timeout=300, cwd=REPO,
                           env={**os.environ, **env, "PYTHONWARNINGS": "ignore"})
 

@@ -23,7 +23,7 @@ PLAN_KEYS = ("policy", "budget", "baseline", "pruned", "test", "groups", "group_
 
 def torchrun(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
-                             "2", "--standalone", "-m", "toolchain", *args], cwd=REPO,
+                             "2", "--standalone", "-m", "svt_deploy", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1",
                                  "PYTHONWARNINGS": "ignore"})
@@ -109,10 +109,10 @@ def test_cuda_evaluation_and_fine_tuning_match_the_cpu(tiny_reference):
     gpu = json.loads(run_cli("evaluate", "--device", "cuda", "--weights", str(ckpt), "--data",
                              str(data), "--json", check=True).stdout)
     assert abs(cpu["accuracy"] - gpu["accuracy"]) <= 0.004  # float order may flip an image
-    from toolchain.data import load_dataset
-    from toolchain.loading import load_model
-    from toolchain.runtime import configure
-    from toolchain.training import train_steps
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import load_model
+    from svt_deploy.runtime import configure
+    from svt_deploy.training import train_steps
 
     configure("cuda")
     try:

@@ -15,9 +15,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from toolchain.boards import load_board
-from toolchain.errors import SvtError
-from toolchain.firmware import (
+from svt_deploy.boards import load_board
+from svt_deploy.errors import SvtError
+from svt_deploy.firmware import (
     build_firmware,
     firmware_files,
     generate_firmware,
@@ -27,10 +27,10 @@ from toolchain.firmware import (
     qemu_variant,
     require_cross_toolchain,
 )
-from toolchain.flashing import flash
-from toolchain.ir import extract_ir
-from toolchain.memory import plan_memory
-from toolchain.model import SpikingViT, SViTConfig
+from svt_deploy.flashing import flash
+from svt_deploy.ir import extract_ir
+from svt_deploy.memory import plan_memory
+from svt_deploy.model import SpikingViT, SViTConfig
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")
@@ -184,7 +184,7 @@ def test_missing_toolchain_names_the_apt_package(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SvtError, match="apt-get install (make|gcc-arm-none-eabi)"):
         require_cross_toolchain()
-    from toolchain.qemu import QemuDevice
+    from svt_deploy.qemu import QemuDevice
     with pytest.raises(SvtError, match="apt-get install qemu-system-arm"):
         QemuDevice("x.elf", load_board("stm32h7")).start()
 
@@ -229,7 +229,7 @@ def test_flash_cli_uses_the_first_installed_tool_and_fails_in_one_line(built, tm
     project, _ = built["stm32f405"]
     tools = _fake_tools(tmp_path / "bin", ["pyocd"])  # only the board's third choice
     env_path = f"{tools}:{os.environ['PATH']}"
-    proc = subprocess.run([sys.executable, "-m", "toolchain.cli", "flash", "--board",
+    proc = subprocess.run([sys.executable, "-m", "svt_deploy.cli", "flash", "--board",
                            "stm32f405", "--dir", str(project)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent,
                           env={**os.environ, "PATH": env_path}, check=False)

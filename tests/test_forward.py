@@ -15,12 +15,12 @@ from conftest import (FIXTURES, OFFICIAL_DEF, OFFICIAL_PER_STEP_DEF,
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402
 
-from toolchain.data import load_dataset  # noqa: E402
-from toolchain.errors import SvtError  # noqa: E402
-from toolchain.evaluate import accuracy, predict  # noqa: E402
-from toolchain.ir import TRACE_BATCH, extract_ir  # noqa: E402
-from toolchain.loading import import_factory, load_model  # noqa: E402
-from toolchain.training import train_steps  # noqa: E402
+from svt_deploy.data import load_dataset  # noqa: E402
+from svt_deploy.errors import SvtError  # noqa: E402
+from svt_deploy.evaluate import accuracy, predict  # noqa: E402
+from svt_deploy.ir import TRACE_BATCH, extract_ir  # noqa: E402
+from svt_deploy.loading import import_factory, load_model  # noqa: E402
+from svt_deploy.training import train_steps  # noqa: E402
 
 
 def test_the_fixture_really_leaks_state_when_run_bare():
@@ -120,7 +120,7 @@ def test_head_per_timestep_folds_into_one_head():
     after_mean = randomize_bn(import_factory(OFFICIAL_DEF)())
     after_mean.load_state_dict(per_step.state_dict())
     x = torch.rand(5, 1, 28, 28)
-    from toolchain.forward import run_model
+    from svt_deploy.forward import run_model
     with torch.no_grad():
         torch.testing.assert_close(run_model(per_step, x), run_model(after_mean, x))
 
@@ -152,7 +152,7 @@ def test_head_per_token_and_timestep_folds_into_one_head():
 def test_official_source_imports_resolve_without_changes():
     """clock_driven.MultiStepLIFNode(backend='cupy') and timm's helpers load through the
     compatibility import, as SpikingJelly 2.0 neurons in multi-step mode."""
-    import toolchain.compat  # noqa: F401
+    import svt_deploy.compat  # noqa: F401
     from spikingjelly.activation_based import neuron
     from spikingjelly.clock_driven.neuron import MultiStepLIFNode
 
@@ -163,7 +163,7 @@ def test_official_source_imports_resolve_without_changes():
 
 
 def test_parametric_lif_is_named_in_one_line():
-    import toolchain.compat  # noqa: F401
+    import svt_deploy.compat  # noqa: F401
     from spikingjelly.clock_driven.neuron import MultiStepParametricLIFNode
 
     model = randomize_bn(published_spikformer.build())
@@ -174,9 +174,9 @@ def test_parametric_lif_is_named_in_one_line():
 
 def test_host_c_scores_do_not_depend_on_order(tmp_path):
     """The generated C keeps no state between images either: shuffled in, permuted out."""
-    from toolchain.codegen import generate
-    from toolchain.hostemu import build_host, run_host
-    from toolchain.memory import plan_memory
+    from svt_deploy.codegen import generate
+    from svt_deploy.hostemu import build_host, run_host
+    from svt_deploy.memory import plan_memory
 
     model = randomize_bn(published_spikformer.build())
     ir = extract_ir(model, (1, 28, 28))

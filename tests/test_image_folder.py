@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO, run_cli
 from PIL import Image
 
-from toolchain.data import batches, load_dataset, load_image_folder
-from toolchain.errors import SvtError
+from svt_deploy.data import batches, load_dataset, load_image_folder
+from svt_deploy.errors import SvtError
 
 
 def _write_split(root, split, images, labels, start=0):
@@ -70,7 +70,7 @@ def test_prune_runs_on_a_folder(png_folder, tiny_reference, tmp_path):
 
 _PEAK = textwrap.dedent("""
     import resource, sys
-    from toolchain.data import batches, load_dataset
+    from svt_deploy.data import batches, load_dataset
     ds = load_dataset(sys.argv[1])
     total = 0.0
     for which in ("train", "val", "test"):

@@ -76,7 +76,7 @@ def _kill_when(args: list[str], log: Path, reached) -> dict[int, str]:
     """Start the deploy, SIGKILL it (it alone, as the OOM killer would) as soon as
     ``reached(pid)`` holds; returns its children at that moment."""
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "toolchain", *args], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "svt_deploy", *args], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:
@@ -148,7 +148,7 @@ def test_killed_during_device_check_then_rerun(published_trained, reference, tmp
     assert "validating on QEMU" in (tmp_path / "killed.log").read_text()
     _no_partial_results(out)
     assert not (out / ".stages" / "device.json").exists()
-    # its emulator does not outlive it (toolchain.qemu.dies_with_us)
+    # its emulator does not outlive it (svt_deploy.qemu.dies_with_us)
     qemu = [pid for pid, name in children.items() if name == "qemu-system-arm"]
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in qemu) and time.monotonic() < deadline:

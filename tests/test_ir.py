@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 
 from conftest import FIXTURES, randomize_bn
-from toolchain.errors import SvtError
-from toolchain.forward import run_model
-from toolchain.ir import extract_ir, run_ir
-from toolchain.model import SViTConfig, SpikingViT
+from svt_deploy.errors import SvtError
+from svt_deploy.forward import run_model
+from svt_deploy.ir import extract_ir, run_ir
+from svt_deploy.model import SViTConfig, SpikingViT
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402

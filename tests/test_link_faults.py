@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from test_qemu import IMAGES, pytestmark, qemu_builds  # noqa: F401  (skip mark, fixture)
 
-from toolchain.qemu import FaultyProxy, QemuDevice
-from toolchain.serial_link import INFER
+from svt_deploy.qemu import FaultyProxy, QemuDevice
+from svt_deploy.serial_link import INFER
 
 
 def test_flips_drops_and_duplicates_in_both_directions(qemu_builds):  # noqa: F811

@@ -1,10 +1,10 @@
 import itertools
 
 from conftest import run_cli
-from toolchain.boards import load_board
-from toolchain.ir import extract_ir
-from toolchain.memory import check_fit, plan_memory, spike_bytes, time_major_state_bytes
-from toolchain.model import build_reference
+from svt_deploy.boards import load_board
+from svt_deploy.ir import extract_ir
+from svt_deploy.memory import check_fit, plan_memory, spike_bytes, time_major_state_bytes
+from svt_deploy.model import build_reference
 
 
 def reference_plan():

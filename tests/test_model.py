@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from conftest import REPO, run_cli
-from toolchain.checkpoint import save_checkpoint
-from toolchain.errors import SvtError
-from toolchain.forward import run_model
-from toolchain.loading import REFERENCE_WEIGHTS, load_model
-from toolchain.model import ATTN_THRESHOLD, SViTConfig, SpikingViT, build_reference
+from svt_deploy.checkpoint import save_checkpoint
+from svt_deploy.errors import SvtError
+from svt_deploy.forward import run_model
+from svt_deploy.loading import REFERENCE_WEIGHTS, load_model
+from svt_deploy.model import ATTN_THRESHOLD, SViTConfig, SpikingViT, build_reference
 
 
 def test_reference_architecture_size_and_structure():

@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolchain.serial_link import (
+from svt_deploy.serial_link import (
     CRC_BYTES,
     HEADER_BYTES,
     DamagedFrame,

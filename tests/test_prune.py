@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import FIXTURES, randomize_bn, run_cli
-from toolchain.forward import run_model
-from toolchain.ir import extract_ir, run_ir
-from toolchain.loading import LoadedModel, load_model
-from toolchain.model import SViTConfig, SpikingViT
-from toolchain.prune import (discover_groups, prune_space, pruned_copy, single_space_groups,
+from svt_deploy.forward import run_model
+from svt_deploy.ir import extract_ir, run_ir
+from svt_deploy.loading import LoadedModel, load_model
+from svt_deploy.model import SViTConfig, SpikingViT
+from svt_deploy.prune import (discover_groups, prune_space, pruned_copy, single_space_groups,
                              unit_importance)
 
 sys.path.insert(0, str(FIXTURES))
@@ -182,7 +182,7 @@ def test_third_party_model_prunes_with_max_reduction(published_trained, tmp_path
 
 
 def test_a_deeper_cached_profile_serves_a_smaller_drop_exactly():
-    from toolchain.prune import NOISE_ALLOWANCE, _truncated
+    from svt_deploy.prune import NOISE_ALLOWANCE, _truncated
     rows = [{"keep": 9, "drop": 0.5}, {"keep": 8, "drop": 3.0 + NOISE_ALLOWANCE + 0.1},
             {"keep": 7, "drop": 1.0}, {"keep": 6, "drop": 20.0}]
     # a fresh profile for max_drop 3 stops after the second row: the noisy third is unseen

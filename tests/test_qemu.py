@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from toolchain.boards import load_board
-from toolchain.data import load_dataset
-from toolchain.errors import SvtError
-from toolchain.firmware import build_firmware, generate_firmware
-from toolchain.hostemu import build_host, run_host
-from toolchain.ir import extract_ir
-from toolchain.loading import load_model
-from toolchain.memory import plan_memory
-from toolchain.qemu import FaultyProxy, QemuDevice, free_port, qemu_command
-from toolchain.serial_link import EXIT, INFER, INFO, REPLY, STATS, FrameDecoder, encode_frame
+from svt_deploy.boards import load_board
+from svt_deploy.data import load_dataset
+from svt_deploy.errors import SvtError
+from svt_deploy.firmware import build_firmware, generate_firmware
+from svt_deploy.hostemu import build_host, run_host
+from svt_deploy.ir import extract_ir
+from svt_deploy.loading import load_model
+from svt_deploy.memory import plan_memory
+from svt_deploy.qemu import FaultyProxy, QemuDevice, free_port, qemu_command
+from svt_deploy.serial_link import EXIT, INFER, INFO, REPLY, STATS, FrameDecoder, encode_frame
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),

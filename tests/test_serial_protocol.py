@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cli
 
-from toolchain.errors import SvtError
-from toolchain.serial_link import (
+from svt_deploy.errors import SvtError
+from svt_deploy.serial_link import (
     ACK,
     ERROR,
     INFER,

@@ -12,14 +12,14 @@ import torch.nn as nn
 from spikingjelly.activation_based import neuron
 
 from conftest import SDT_DEF, evaluate_against_published_loop, randomize_bn, run_cli
-from toolchain.codegen import generate
-from toolchain.errors import SvtError
-from toolchain.forward import run_model
-from toolchain.hostemu import build_host, run_host
-from toolchain.ir import extract_ir, run_ir
-from toolchain.loading import LoadedModel, import_factory
-from toolchain.memory import plan_memory
-from toolchain.prune import discover_groups, pruned_copy
+from svt_deploy.codegen import generate
+from svt_deploy.errors import SvtError
+from svt_deploy.forward import run_model
+from svt_deploy.hostemu import build_host, run_host
+from svt_deploy.ir import extract_ir, run_ir
+from svt_deploy.loading import LoadedModel, import_factory
+from svt_deploy.memory import plan_memory
+from svt_deploy.prune import discover_groups, pruned_copy
 
 
 def random_sdt(**overrides):
@@ -147,7 +147,7 @@ def test_unsupported_family_features_are_one_line():
 def test_tflite_fp32_equals_pytorch():
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    from toolchain.tflite_export import LiteRTModel, convert
+    from svt_deploy.tflite_export import LiteRTModel, convert
 
     model = random_sdt()
     ir = extract_ir(model, (1, 28, 28))

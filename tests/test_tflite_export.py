@@ -16,8 +16,8 @@ from conftest import REPO
 
 
 def run_svt(*args: str, prelude: str = "pass", timeout: int = 600) -> subprocess.CompletedProcess:
-    """``svt-deploy ARGS`` through ``toolchain.cli.main`` in a fresh interpreter."""
-    code = (f"import sys; {prelude}; from toolchain.cli import main; "
+    """``svt-deploy ARGS`` through ``svt_deploy.cli.main`` in a fresh interpreter."""
+    code = (f"import sys; {prelude}; from svt_deploy.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, check=False,
@@ -57,10 +57,10 @@ class SplitSpy:
 def tiny_export(tiny_reference, tmp_path_factory):
     """The tiny trained SViT exported to fp32 + int8: (loaded, ds, ir, out_dir, meta, spy)."""
     pytest.importorskip("tensorflow")
-    from toolchain.data import load_dataset
-    from toolchain.ir import extract_ir
-    from toolchain.loading import load_model
-    from toolchain.tflite_export import export
+    from svt_deploy.data import load_dataset
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.tflite_export import export
 
     ckpt, data = tiny_reference
     loaded = load_model(None, ckpt)
@@ -90,8 +90,8 @@ def test_export_writes_fp32_and_full_integer_int8_calibrated_on_training_images(
 
 @tflite_deps
 def test_litert_fp32_agrees_with_pytorch_and_int8_runs(tiny_export):
-    from toolchain.evaluate import predict
-    from toolchain.tflite_export import LiteRTModel, to_nhwc
+    from svt_deploy.evaluate import predict
+    from svt_deploy.tflite_export import LiteRTModel, to_nhwc
 
     loaded, ds, _, out, _, _ = tiny_export
     x, y = ds.split("test", 300)
@@ -108,7 +108,7 @@ def test_litert_fp32_agrees_with_pytorch_and_int8_runs(tiny_export):
 
 @tflite_deps
 def test_tflm_smallest_arena_and_outputs_match_litert(tiny_export):
-    from toolchain.tflite_export import (
+    from svt_deploy.tflite_export import (
         LiteRTModel,
         tflm_min_arena,
         tflm_predict,
@@ -139,9 +139,9 @@ def test_lif_with_other_tau_and_reset_matches_run_ir():
     the reset term follow SpikingJelly's, up to float rounding."""
     from spikingjelly.activation_based import neuron
 
-    from toolchain.ir import extract_ir, run_ir
-    from toolchain.model import SpikingViT, SViTConfig
-    from toolchain.tflite_export import LiteRTModel, convert, to_nhwc
+    from svt_deploy.ir import extract_ir, run_ir
+    from svt_deploy.model import SpikingViT, SViTConfig
+    from svt_deploy.tflite_export import LiteRTModel, convert, to_nhwc
 
     torch.manual_seed(1)
     model = SpikingViT(SViTConfig.reference(embed_dim=16, depth=1, heads=2, mlp_ratio=2,
@@ -163,11 +163,11 @@ def test_lif_with_other_tau_and_reset_matches_run_ir():
 
 @tflite_deps
 def test_third_party_published_layout_exports_fp32(published_trained, tmp_path):
-    from toolchain.data import load_dataset
-    from toolchain.evaluate import predict
-    from toolchain.ir import extract_ir
-    from toolchain.loading import load_model
-    from toolchain.tflite_export import LiteRTModel, export, to_nhwc
+    from svt_deploy.data import load_dataset
+    from svt_deploy.evaluate import predict
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.tflite_export import LiteRTModel, export, to_nhwc
 
     model_def, weights, data = published_trained
     loaded = load_model(model_def, weights)

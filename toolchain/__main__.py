@@ -1,7 +1,7 @@
-"""`python -m toolchain` runs the svt-deploy CLI (the same entry point as the script)."""
+"""`python -m svt_deploy` runs the svt-deploy CLI (the same entry point as the script)."""
 
 import sys
 
-from toolchain.cli import main
+from svt_deploy.cli import main
 
 sys.exit(main())

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SvtError
+from .resources import BOARDS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARDS_DIR = Path(os.environ.get("SVT_BOARDS_DIR", REPO_ROOT / "boards"))
 
 
 @dataclass(frozen=True)

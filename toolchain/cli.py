@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m toolchain.cli`, this file is __main__, while the command modules
-    # registered into the importable toolchain.cli: dispatch through that one.
-    from toolchain.cli import main as _registered_main
+    # Run as `python -m svt_deploy.cli`, this file is __main__, while the command modules
+    # registered into the importable svt_deploy.cli: dispatch through that one.
+    from svt_deploy.cli import main as _registered_main
     sys.exit(_registered_main())

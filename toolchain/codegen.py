@@ -19,12 +19,13 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from .boards import REPO_ROOT
 from .errors import SvtError
 from .ir import IR
+from .manifest import MANIFEST, Manifest, ModelFacts
 from .memory import MemoryPlan, Step, _align
+from .resources import TEMPLATES_DIR
 
-TEMPLATES = REPO_ROOT / "firmware_templates"
+TEMPLATES = TEMPLATES_DIR
 KERNEL_FILES = {
     "conv2d_analog_lif": "conv2d_analog_lif.c",
     "conv2d_spiking_lif": ("conv2d_spiking_lif.c", "conv2d_pixel.c"),
@@ -219,6 +220,12 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     files["Makefile"] = env.get_template("model/Makefile.j2").render(
         kernels=kernels, **ctx).encode()
     files["memory_plan.json"] = json.dumps(plan_summary(plan), indent=1).encode()
+    manifest = Manifest(ModelFacts(
+        model_hash=ctx["model_hash"], num_classes=ir.num_classes,
+        input_shape=tuple(ir.input_shape), timesteps=ir.timesteps, params=plan.params,
+        weight_bytes=plan.weight_bytes, arena_bytes=plan.arena_bytes, precision="fp32",
+        kernels=tuple(kernels)))
+    files[MANIFEST] = manifest.to_json()
     files.update(extra_files or {})
     write_tree(files, Path(out_dir))
     return Generated(Path(out_dir), sorted(files), plan.weight_bytes, plan.arena_bytes,

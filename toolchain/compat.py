@@ -11,7 +11,7 @@ does not import beside the pinned torch. ``install()`` registers stand-ins for e
 names, and only where the real module cannot be imported. svt-deploy calls it before it
 imports a ``--model-def`` file; in your own scripts::
 
-    import toolchain.compat  # noqa: F401  (makes the imports above resolve)
+    import svt_deploy.compat  # noqa: F401  (makes the imports above resolve)
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import jinja2
 
-from .boards import REPO_ROOT, Board, fmt_bytes
+from .boards import Board, fmt_bytes
+from .resources import TEMPLATES_DIR
 from .errors import SvtError
 
-TEMPLATES = REPO_ROOT / "firmware_templates" / "firmware"
+TEMPLATES = TEMPLATES_DIR / "firmware"
 STATIC_FILES = ("cortex_m.h", "counter.c", "counter.h", "main.c", "protocol.c", "protocol.h",
                 "semihosting.c", "semihosting.h", "startup.c", "svt_sections.h", "syscalls.c",
                 "uart.h", "uart_ring.c", "uart_cmsdk.c", "uart_stm32.c")

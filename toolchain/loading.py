@@ -18,13 +18,12 @@ import torch
 import torch.nn as nn
 
 from . import compat
-from .boards import REPO_ROOT
+from .resources import REFERENCE_WEIGHTS
 from .checkpoint import is_svt_checkpoint, safe_torch_load, save_checkpoint
 from .errors import SvtError
 from .model import SpikingViT, SViTConfig
 from .surgery import conform_to_state_dict, set_attributes
 
-REFERENCE_WEIGHTS = REPO_ROOT / "examples" / "reference_svit.pt"
 
 
 @dataclass

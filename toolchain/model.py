@@ -191,7 +191,7 @@ class SpikingViT(nn.Module):
 
     def forward(self, image):  # [B, C, H, W] -> [B, classes]
         # No reset here: like published SpikingJelly models this leaves the membrane state
-        # to the caller, and every forward the tool runs resets it (toolchain.forward).
+        # to the caller, and every forward the tool runs resets it (svt_deploy.forward).
         x = image.unsqueeze(0).repeat(self.config.timesteps, 1, 1, 1, 1)
         x = self.sps(x)
         for block in self.blocks:

@@ -433,14 +433,12 @@ def _tflm_subprocess(model_path: Path, arena: int, images: np.ndarray | None,
     """Run the TFLM worker in a fresh process: (returncode, its reply)."""
     with tempfile.TemporaryDirectory(prefix="svt_tflm_") as tmp:
         reply = Path(tmp) / "reply.json"
-        args = [sys.executable, "-m", "toolchain.tflite_export", "tflm", str(model_path),
+        args = [sys.executable, "-m", "svt_deploy.tflite_export", "tflm", str(model_path),
                 str(arena), str(reply)]
         if images is not None:
             np.save(Path(tmp) / "images.npy", np.ascontiguousarray(images, np.float32))
             args.append(str(Path(tmp) / "images.npy"))
-        root = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
         try:
             proc = subprocess.run(args, capture_output=True, timeout=timeout, env=env,
                                   check=False)
@@ -622,6 +620,6 @@ if __name__ == "__main__":  # child process of the TFLM probes and runs
     if len(sys.argv) >= 5 and sys.argv[1] == "tflm":
         sys.exit(_tflm_worker(sys.argv[2], int(sys.argv[3]), sys.argv[4],
                               sys.argv[5] if len(sys.argv) > 5 else None))
-    print("internal entry point: python -m toolchain.tflite_export tflm MODEL ARENA REPLY "
+    print("internal entry point: python -m svt_deploy.tflite_export tflm MODEL ARENA REPLY "
           "[IMAGES.npy]", file=sys.stderr)
     sys.exit(2)

@@ -1,0 +1,1 @@
+"""Board profiles (TOML), shipped inside the svt_deploy package as data."""

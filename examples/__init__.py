@@ -1,0 +1,1 @@
+"""The reference SViT checkpoint and how it was trained, shipped inside the svt_deploy package."""

@@ -1,0 +1,1 @@
+"""C kernels and firmware templates, shipped inside the svt_deploy package as data."""
