@@ -19,34 +19,19 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
+from . import ops
 from .errors import SvtError
 from .ir import IR
 from .manifest import MANIFEST, Manifest, ModelFacts
-from .memory import MemoryPlan, Step, _align
+from .memory import MemoryPlan, Step
+from .ops.base import KERNELS_DIR, ParamStruct
 from .resources import TEMPLATES_DIR
 
 TEMPLATES = TEMPLATES_DIR
-KERNEL_FILES = {
-    "conv2d_analog_lif": "conv2d_analog_lif.c",
-    "conv2d_spiking_lif": ("conv2d_spiking_lif.c", "conv2d_pixel.c"),
-    "conv2d_spiking_maxpool": ("conv2d_spiking_maxpool.c", "conv2d_pixel.c"),
-    "linear_spiking_lif": "linear_spiking_lif.c",
-    "ssa_lif": "ssa_lif.c",
-    "maxpool2d": "maxpool2d.c",
-    "maxpool2d_membrane": "maxpool2d_membrane.c",
-    "add": "add.c",
-    "add_membrane": "add_membrane.c",
-    "lif_layer": "lif_layer.c",
-    "sdsa_kv_lif": "sdsa_kv_lif.c",
-    "spike_mask": "spike_mask.c",
-    "mean_tokens": "mean.c",
-    "mean_time": "mean.c",
-    "mean_tokens_time": "mean.c",
-    "dense": "dense.c",
-}
 C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS", "membrane": "SVT_MEMBRANE"}
 MAX_TIMESTEPS = 8
 VALUES_PER_LINE = 8
+COMMON_KERNEL_FILES = ("lif.c",)  # svt_lif_train: every LIF-fused kernel calls it
 
 
 @dataclass
@@ -73,24 +58,70 @@ def symbol(prefix: str, name: str) -> str:
     return prefix + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
 
 
-def _kernel_files(kernel: str) -> tuple[str, ...]:
-    files = KERNEL_FILES[kernel]
-    return files if isinstance(files, tuple) else (files,)
+def _kernel_sources(steps: list[Step]) -> dict[str, Path]:
+    """C file name -> its path, for the kernels these steps call (from their ops)."""
+    sources = {name: KERNELS_DIR / name for name in COMMON_KERNEL_FILES}
+    for s in steps:
+        op = ops.for_kernel(s.kernel)
+        for name in op.kernels[s.kernel]:
+            sources[name] = op.kernel_dir / name
+    return dict(sorted(sources.items()))
 
 
-def _weight_layout(step: Step, weight: np.ndarray) -> tuple[np.ndarray, str]:
-    """Reorder a folded weight for the kernel that reads it; return it and a comment."""
-    # [out][in][ky][kx] -> [ky][kx][in][out]
-    if step.kernel in ("conv2d_spiking_lif", "conv2d_spiking_maxpool"):
-        k = weight.shape[-1]
-        return (weight.transpose(2, 3, 1, 0),
-                f"HWIO [{k}][{k}][{weight.shape[1]}][{weight.shape[0]}]")
-    if step.kernel == "linear_spiking_lif":  # [out][in] -> [in][out]
-        return weight.T, f"[in {weight.shape[1]}][out {weight.shape[0]}]"
-    if step.kernel == "conv2d_analog_lif":
-        k = weight.shape[-1]
-        return weight, f"OIHW [{weight.shape[0]}][{weight.shape[1]}][{k}][{k}]"
-    return weight, f"[out {weight.shape[0]}][in {weight.shape[1]}]"
+class CallContext:
+    """What an op's ``c_call`` needs to name its arguments: arena offsets, data formats,
+    weight symbols and the LIF constants. Collects the parameter structs it hands out."""
+
+    T = "SVT_TIMESTEPS"
+
+    def __init__(self, ir: IR, plan: MemoryPlan):
+        self.ir, self.plan = ir, plan
+        self.timesteps = ir.timesteps
+        self.formats = {s.name: s.out_format for s in plan.steps}
+        self.lifs: dict[str, ParamStruct] = {}
+
+    @staticmethod
+    def u(n: int) -> str:
+        return f"{int(n)}u"
+
+    f = staticmethod(c_float)
+    symbol = staticmethod(symbol)
+
+    def offset(self, name: str) -> int:
+        return self.plan.arena.offset(name)
+
+    def arena(self, name: str) -> str:
+        return f"ARENA({self.offset(name)}u)"
+
+    def arena_f32(self, name: str) -> str:
+        return f"ARENA_F32({self.offset(name)}u)"
+
+    def scratch_f32(self, step: Step) -> str:
+        return self.arena_f32(f"{step.name}.scratch")
+
+    def fmt(self, name: str) -> str:
+        return C_FORMAT[self.formats[name]]
+
+    def weight(self, step: Step) -> str:
+        return symbol("svt_w_", step.name)
+
+    def bias(self, step: Step) -> str:
+        return symbol("svt_b_", step.name)
+
+    def source(self, step: Step, i: int = 0):
+        """The IR node feeding input ``i`` of the step's first node."""
+        return self.ir.node(self.ir.node(step.name).inputs[i])
+
+    def lif(self, step: Step) -> str:
+        """Pointer to the step's LIF constants, or NULL: a layer without LIF keeps its
+        currents."""
+        if "lif" not in step.attrs:
+            return "NULL"
+        sym = symbol("lif_", step.attrs["lif"])
+        self.lifs[sym] = ParamStruct("svt_lif_t", sym, {
+            "tau": c_float(step.attrs["tau"]), "v_th": c_float(step.attrs["v_threshold"]),
+            "v_reset": c_float(step.attrs["v_reset"])})
+        return "&" + sym
 
 
 def _array(sym: str, values: np.ndarray, comment: str) -> dict:
@@ -117,62 +148,27 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
         raise SvtError(f"the model runs {ir.timesteps} timesteps; the C kernels pack at most "
                        f"{MAX_TIMESTEPS} spikes per neuron")
     nodes = {n.name: n for n in ir.nodes}
-    fmt = {s.name: s.out_format for s in plan.steps}
-    arrays, lifs, steps = [], [], []
-    offset = plan.arena.offset
+    c = CallContext(ir, plan)
+    arrays, params, steps, declarations = [], [], [], []
     for s in plan.steps:
         n = nodes[s.name]
-        src = nodes[n.inputs[0]]
-        ctx = {"kernel": s.kernel, "out_c": s.channels, "out_h": s.height, "out_w": s.width,
-               "channels": s.channels, "tokens": s.height * s.width,
-               "neurons": s.neurons}
-        if s.out_format != "scores":
-            ctx["out"] = offset(s.name)
-        for i, name in enumerate(s.inputs):
-            if name != "input":
-                ctx[f"in{i}"] = offset(name)
-                ctx[f"in{i}_fmt"] = C_FORMAT.get(fmt[name], "")
+        op = ops.for_kernel(s.kernel)
         if n.weight is not None:
-            w, layout = _weight_layout(s, n.weight)
-            ctx["weight"], ctx["bias"] = symbol("svt_w_", s.name), symbol("svt_b_", s.name)
-            arrays.append(_array(ctx["weight"], w, f"{s.name}: {s.kernel} weight, {layout}"))
-            arrays.append(_array(ctx["bias"], n.bias, f"{s.name}: bias [{n.bias.size}]"))
-            ctx["in_c"] = n.attrs["in_channels"]
-        ctx["lif_ptr"] = "NULL"  # a synaptic layer without LIF keeps its currents
-        if "lif" in s.attrs:
-            ctx["lif"] = symbol("lif_", s.attrs["lif"])
-            ctx["lif_ptr"] = "&" + ctx["lif"]
-            lifs.append({"symbol": ctx["lif"], "tau": c_float(s.attrs["tau"]),
-                         "v_th": c_float(s.attrs["v_threshold"]),
-                         "v_reset": c_float(s.attrs["v_reset"])})
-        if s.scratch_bytes:
-            ctx["scratch"] = offset(f"{s.name}.scratch")
-        if s.kernel in ("conv2d_analog_lif", "conv2d_spiking_lif", "maxpool2d",
-                        "maxpool2d_membrane", "conv2d_spiking_maxpool"):
-            ctx.update(in_h=src.height, in_w=src.width, kernel_size=s.attrs["kernel"],
-                       stride=s.attrs["stride"], padding=s.attrs["padding"])
-        if s.kernel == "conv2d_spiking_maxpool":
-            ctx.update(conv_h=s.attrs["conv_height"], conv_w=s.attrs["conv_width"],
-                       pool=s.attrs["pool"])
-        if s.kernel == "ssa_lif":
-            ctx.update(q=offset(s.inputs[0]), k=offset(s.inputs[1]), v=offset(s.inputs[2]),
-                       heads=s.attrs["heads"], head_dim=s.attrs["head_dim"],
-                       scale=c_float(s.attrs["scale"]), kv_bytes=s.attrs["kv_bytes"])
-            kv = s.attrs["kv_bytes"] * ir.timesteps * s.channels * s.attrs["head_dim"]
-            ctx["acc"] = ctx["scratch"] + _align(kv)
-        if s.kernel.startswith("mean"):
-            ctx["tokens"] = s.attrs["tokens"]
-        if s.kernel == "lif_layer":
-            ctx.update(neuron_stride=s.attrs["neuron_stride"], time_stride=s.attrs["time_stride"])
-        if s.kernel in ("sdsa_kv_lif", "spike_mask"):
-            ctx["tokens"] = s.attrs.get("in_tokens", ctx["tokens"])
+            w, layout = op.weight_layout(s, n.weight)
+            arrays.append(_array(c.weight(s), w, f"{s.name}: {s.kernel} weight, {layout}"))
+            arrays.append(_array(c.bias(s), n.bias, f"{s.name}: bias [{n.bias.size}]"))
+        call = op.c_call(s, c)
+        params.extend(call.params)
+        declarations.extend(d for d in op.c_declarations if d not in declarations)
         ins = ", ".join(f"{nodes[i].channels}x{nodes[i].height}x{nodes[i].width} "
-                        f"{fmt.get(i, 'image')}" for i in s.inputs if i in nodes)
-        ctx["comment"] = (f"{' + '.join(s.nodes)}: {ins or 'image'} -> "
-                          f"{s.channels}x{s.height}x{s.width} {s.out_format}"
-                          + (" (in place)" if s.in_place else ""))
-        steps.append(ctx)
-    return {"steps": steps, "arrays": arrays, "lifs": lifs, "source": source,
+                        f"{c.formats.get(i, 'image')}" for i in s.inputs if i in nodes)
+        comment = (f"{' + '.join(s.nodes)}: {ins or 'image'} -> "
+                   f"{s.channels}x{s.height}x{s.width} {s.out_format}"
+                   + (" (in place)" if s.in_place else ""))
+        steps.append({"comment": comment, "function": call.function, "args": call.args})
+    return {"steps": steps, "arrays": arrays,
+            "param_structs": list(c.lifs.values()) + params,
+            "declarations": declarations, "source": source,
             "timesteps": ir.timesteps, "input_shape": list(ir.input_shape),
             "num_classes": ir.num_classes, "params": plan.params,
             "weight_bytes": plan.weight_bytes, "arena_bytes": plan.arena_bytes,
@@ -213,9 +209,11 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     files: dict[str, bytes] = {}
     for name in ("model.c", "model.h", "model_weights.c", "model_weights.h"):
         files[name] = env.get_template(f"model/{name}.j2").render(**ctx).encode()
-    kernels = sorted({name for s in plan.steps for name in _kernel_files(s.kernel)} | {"lif.c"})
-    for name in kernels + ["svt_kernels.h"]:
-        files[name] = (TEMPLATES / "kernels" / name).read_bytes()
+    sources = _kernel_sources(plan.steps)
+    kernels = list(sources)
+    for name, path in sources.items():
+        files[name] = path.read_bytes()
+    files["svt_kernels.h"] = (KERNELS_DIR / "svt_kernels.h").read_bytes()
     files["host_main.c"] = (TEMPLATES / "host" / "host_main.c").read_bytes()
     files["Makefile"] = env.get_template("model/Makefile.j2").render(
         kernels=kernels, **ctx).encode()

@@ -20,86 +20,21 @@ Spike-driven Transformer's SDSA (``q ⊙ LIF(Σ_tokens k ⊙ v)``, nodes ``kv_su
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from spikingjelly.activation_based import neuron as sj_neuron
 from torch.overrides import TorchFunctionMode
 
+from . import ops
 from .errors import SvtError
 from .forward import logits_of, reset_state
+from .graph import IR, ChannelSpace, Node
+from .ops.lif import lif_reference
+from .ops.ssa import ssa_reference
+
+__all__ = ["IR", "ChannelSpace", "Node", "extract_ir", "lif_reference", "run_ir",
+           "ssa_reference", "verify_ir"]
 
 TRACE_BATCH = 3  # a batch size unlikely to equal T, a head count or a channel width
-
-
-@dataclass
-class Node:
-    name: str
-    op: str  # input | conv2d | linear | lif | maxpool2d | add | ssa | kv_sum | mask | mean | dense
-    inputs: list[str]
-    kind: str  # analog | current | spikes | count | vector | scores
-    channels: int
-    height: int = 1
-    width: int = 1
-    weight: np.ndarray | None = None  # folded: [Cout, Cin, kh, kw] or [Cout, Cin]
-    bias: np.ndarray | None = None
-    attrs: dict = field(default_factory=dict)
-    modules: list[str] = field(default_factory=list)  # torch modules this node came from
-    space: str = ""  # channel space of the output
-
-    @property
-    def tokens(self) -> int:
-        return self.height * self.width
-
-    @property
-    def params(self) -> int:
-        return sum(a.size for a in (self.weight, self.bias) if a is not None)
-
-
-@dataclass
-class ChannelSpace:
-    """Channels that must be removed together: one prunable group."""
-
-    name: str
-    size: int
-    unit: int = 1  # channels per prunable unit (head_dim for attention)
-    producers: list[str] = field(default_factory=list)  # modules whose output dim is here
-    consumers: list[str] = field(default_factory=list)  # modules whose input dim is here
-    norms: list[str] = field(default_factory=list)  # BatchNorms on this space
-    heads_attr: tuple[str, str] | None = None  # (module, attribute) holding the head count
-    prunable: bool = True
-    reason: str = ""
-    label: str = ""  # human-readable name
-
-    @property
-    def units(self) -> int:
-        return self.size // self.unit
-
-
-@dataclass
-class IR:
-    nodes: list[Node]
-    spaces: dict[str, ChannelSpace]
-    timesteps: int
-    input_shape: tuple[int, int, int]
-    num_classes: int
-
-    def node(self, name: str) -> Node:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def consumers(self, name: str) -> list[Node]:
-        return [n for n in self.nodes if name in n.inputs]
-
-    @property
-    def params(self) -> int:
-        return sum(n.params for n in self.nodes)
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -124,12 +59,14 @@ def _op_name(func) -> str:
     return name
 
 
-def _is_lif(m: nn.Module) -> bool:
-    return isinstance(m, sj_neuron.BaseNode)
+# Modules the tracer records as one event (it never looks inside them): what the builder
+# handles itself, plus every module type an op registers for.
+_PASSTHROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
+_STRUCTURAL = (nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool1d) + _PASSTHROUGH
 
 
-_LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
-               nn.MaxPool1d, nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Flatten)
+def _leaf_types() -> tuple[type, ...]:
+    return _STRUCTURAL + tuple(t for op in ops.all_ops() for t in op.modules)
 
 
 class _Trace(TorchFunctionMode):
@@ -142,8 +79,9 @@ class _Trace(TorchFunctionMode):
         self.keep: list = []  # keep tensors alive so id() stays unique
         self.handles = []
         self.names = {m: n for n, m in model.named_modules()}
+        leaves = _leaf_types()
         for m in model.modules():
-            if _is_lif(m) or isinstance(m, _LEAF_TYPES) or not any(True for _ in m.children()):
+            if isinstance(m, leaves) or not any(True for _ in m.children()):
                 if m is model:
                     continue
                 self.handles.append(m.register_forward_pre_hook(self._pre))
@@ -172,126 +110,106 @@ class _Trace(TorchFunctionMode):
 
 
 class _Builder:
-    """Turns the trace into IR nodes. Each traced tensor maps to the node that produced it."""
+    """Turns the trace into IR nodes. Each traced tensor maps to the node that produced it.
+
+    The builder knows only the structure-neutral events (views, passthrough modules, the
+    BatchNorm fold); every op is captured by its registered op module, which calls back the
+    public methods below.
+    """
 
     def __init__(self, model: nn.Module, image: torch.Tensor):
         self.model = model
         self.nodes: list[Node] = []
         self.by_name: dict[str, Node] = {}
         self.val: dict[int, str] = {}  # id(tensor) -> node name
-        self.pending_attn: dict[int, dict] = {}  # id(tensor) -> partial attention product
+        self.pending: dict[int, dict] = {}  # id(tensor) -> a partial attention product
         self.counter: dict[str, int] = {}
         self.timesteps: int | None = None
         self.bn_of: dict[str, str] = {}  # node -> folded BN module
-        self.input_id = id(image)
         c, h, w = (int(d) for d in image.shape[1:])
-        self._add(Node("input", "input", [], "analog", c, h, w, space="input"))
+        self.add_node(Node("input", "input", [], "analog", c, h, w, space="input"))
         self.val[id(image)] = "input"
 
-    # -- helpers
-    def _fresh(self, base: str) -> str:
+    # -- the API op modules build with
+    def fresh(self, base: str) -> str:
         self.counter[base] = self.counter.get(base, 0) + 1
         return f"{base}_{self.counter[base]}"
 
-    def _add(self, node: Node) -> Node:
+    def add_node(self, node: Node) -> Node:
         self.nodes.append(node)
         self.by_name[node.name] = node
         return node
 
-    def _src(self, t, where: str) -> Node:
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        self.nodes.insert(self.nodes.index(anchor), node)
+        self.by_name[node.name] = node
+        return node
+
+    def bind(self, tensor: torch.Tensor, name: str) -> None:
+        """The traced ``tensor`` holds the value of node ``name``."""
+        self.val[id(tensor)] = name
+
+    def node(self, name: str) -> Node:
+        return self.by_name[name]
+
+    def src(self, t, where: str) -> Node:
         if not isinstance(t, torch.Tensor) or id(t) not in self.val:
             raise SvtError(f"unsupported structure at {where}: its input is not produced by a "
                            "supported layer (Conv/Linear+BatchNorm, LIF, MaxPool, add, "
                            "attention matmul)")
         return self.by_name[self.val[id(t)]]
 
-    def _graph_tensors(self, args) -> list[torch.Tensor]:
+    def graph_args(self, args, kwargs=None) -> list[torch.Tensor]:
+        """The tensors among ``args`` that carry graph values (or partial products)."""
         found = []
 
         def walk(a):
             if isinstance(a, torch.Tensor):
-                if id(a) in self.val or id(a) in self.pending_attn:
+                if id(a) in self.val or id(a) in self.pending:
                     found.append(a)
             elif isinstance(a, (list, tuple)):
                 for x in a:
                     walk(x)
-        walk(args)
+        walk((args, tuple((kwargs or {}).values())))
         return found
+
+    def consumers_of(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def set_timesteps(self, t: int, where: str) -> None:
+        if self.timesteps is None:
+            self.timesteps = t
+        elif self.timesteps != t:
+            raise SvtError(f"unsupported structure at {where}: {t} timesteps where earlier "
+                           f"layers had {self.timesteps}")
 
     # -- modules
     def module(self, name: str, m: nn.Module, args, out):
         x = args[0] if args else None
+        candidates = ops.registry.module_candidates(m)
         if name in self.by_name or name in self.bn_of.values():
-            if not isinstance(m, (nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Flatten)):
+            reusable = isinstance(m, _PASSTHROUGH) or any(
+                getattr(op, "reusable_modules", False) for op in candidates)
+            if not reusable:
                 raise SvtError(f"unsupported structure: module {name} is called twice in one "
                                "forward (shared weights or state)")
-            name = self._fresh(name)
-        if isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten)):
-            self.val[id(out)] = self._src(x, name).name
+            name = self.fresh(name)
+        if isinstance(m, _PASSTHROUGH):
+            self.bind(out, self.src(x, name).name)
             return
-        if isinstance(m, nn.Conv2d):
-            return self._conv2d(name, m, x, out)
-        if isinstance(m, (nn.Linear, nn.Conv1d)):
-            return self._linear(name, m, x, out)
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             return self._batchnorm(name, m, x, out)
-        if _is_lif(m):
-            return self._lif(name, m, x, out)
-        if isinstance(m, nn.MaxPool2d):
-            return self._maxpool(name, m, x, out)
-        if isinstance(m, nn.MaxPool3d):
-            raise SvtError(f"unsupported layer {name} (MaxPool3d): the Spike-driven "
-                           "Transformer's DVS 'Erode' pooling is not supported yet")
+        for op in candidates:
+            if op.capture_module(self, name, m, x, out):
+                return
         raise SvtError(f"unsupported layer {name} ({type(m).__name__}); supported: Conv1d, "
                        "Conv2d, Linear, BatchNorm1d/2d, SpikingJelly LIF, MaxPool2d")
 
-    def _conv2d(self, name, m: nn.Conv2d, x, out):
-        src = self._src(x, name)
-        if m.groups != 1 or m.dilation != (1, 1) or m.padding_mode != "zeros" \
-                or m.kernel_size[0] != m.kernel_size[1] or m.stride[0] != m.stride[1] \
-                or not isinstance(m.padding, tuple) or m.padding[0] != m.padding[1]:
-            raise SvtError(f"unsupported layer {name}: only square, ungrouped, undilated, "
-                           "zero-padded Conv2d is supported")
-        if src.kind not in ("analog", "spikes", "count"):
-            raise SvtError(f"unsupported structure at {name}: Conv2d fed by {src.kind} values")
-        h, w = out.shape[-2:]
-        self._synaptic(name, "conv2d", m, src, out, int(h), int(w),
-                       {"kernel": m.kernel_size[0], "stride": m.stride[0],
-                        "padding": m.padding[0]})
-
-    def _linear(self, name, m, x, out):
-        src = self._src(x, name)
-        if isinstance(m, nn.Conv1d) and (m.kernel_size != (1,) or m.groups != 1
-                                         or m.stride != (1,)):
-            raise SvtError(f"unsupported layer {name}: only kernel-1 Conv1d (a linear layer "
-                           "over tokens) is supported")
-        if src.kind in ("vector",):
-            op = "dense"
-        elif src.kind in ("spikes", "count"):
-            op = "linear"
-        else:
-            raise SvtError(f"unsupported structure at {name}: linear layer fed by {src.kind}")
-        self._synaptic(name, op, m, src, out, src.height, src.width, {})
-
-    def _synaptic(self, name, op, m, src, out, h, w, attrs):
-        weight = m.weight.detach().double()
-        if op in ("linear", "dense") and weight.dim() == 3:
-            weight = weight[:, :, 0]
-        bias = (m.bias.detach().double() if m.bias is not None
-                else torch.zeros(weight.shape[0], dtype=torch.float64))
-        node = Node(name, op, [src.name], "scores" if op == "dense" else "current",
-                    int(weight.shape[0]), h, w,
-                    attrs=dict(attrs, in_channels=int(weight.shape[1]),
-                               has_time=src.attrs.get("has_time", src.kind != "vector")),
-                    modules=[name])
-        node.weight, node.bias = weight, bias  # folded to float32 in finish()
-        self._add(node)
-        self.val[id(out)] = node.name
-
     def _batchnorm(self, name, m, x, out):
-        src = self._src(x, name)
+        """BatchNorm folds into the Conv/Linear before it: no node of its own."""
+        src = self.src(x, name)
         if src.op not in ("conv2d", "linear") or src.name in self.bn_of \
-                or self.consumers_recorded(src.name):
+                or self.consumers_of(src.name):
             raise SvtError(f"unsupported structure at {name}: BatchNorm must directly follow "
                            "a Conv/Linear layer")
         if not m.track_running_stats or m.running_mean is None:
@@ -304,267 +222,28 @@ class _Builder:
         src.bias = src.bias * scale + shift
         src.modules.append(name)
         self.bn_of[src.name] = name
-        self.val[id(out)] = src.name
-
-    def consumers_of(self, name: str) -> list[Node]:
-        return [n for n in self.nodes if name in n.inputs]
-
-    def consumers_recorded(self, name: str) -> bool:
-        return bool(self.consumers_of(name))
-
-    def _lif(self, name, m, x, out):
-        src = self._src(x, name)
-        if getattr(m, "step_mode", "m") != "m":
-            raise SvtError(f"unsupported layer {name}: LIF must run in multi-step mode "
-                           "(step_mode='m')")
-        if not isinstance(m, sj_neuron.LIFNode):
-            what = ("a parametric LIF (learnable tau, spike_mode='plif')"
-                    if isinstance(m, sj_neuron.ParametricLIFNode) else type(m).__name__)
-            raise SvtError(f"unsupported layer {name}: {what} is not supported yet; only "
-                           "LIF neurons with a fixed tau (LIFNode, MultiStepLIFNode) are")
-        on_vector = src.kind == "vector" and src.attrs.get("has_time")
-        if src.kind != "current" and not on_vector:
-            raise SvtError(f"unsupported structure at {name}: LIF fed by {src.kind} values "
-                           "(expected a Conv/Linear+BN or attention output, or a residual "
-                           "stream)")
-        if m.v_reset is None or not m.decay_input:
-            raise SvtError(f"unsupported layer {name}: only hard-reset, decay-input LIF is "
-                           "supported")
-        t = int(x.shape[0])
-        if self.timesteps is None:
-            self.timesteps = t
-        elif self.timesteps != t:
-            raise SvtError(f"unsupported structure at {name}: {t} timesteps where earlier "
-                           f"layers had {self.timesteps}")
-        node = Node(name, "lif", [src.name], "spikes", src.channels, src.height, src.width,
-                    attrs={"tau": float(m.tau), "v_threshold": float(m.v_threshold),
-                           "v_reset": float(m.v_reset)}, modules=[name])
-        self._add(node)
-        self.val[id(out)] = node.name
-
-    def _maxpool(self, name, m, x, out):
-        src = self._src(x, name)
-        k, s, p = (m.kernel_size, m.stride, m.padding)
-        k, s, p = (v if isinstance(v, int) else v[0] for v in (k, s, p))
-        if src.kind not in ("spikes", "current") or m.dilation not in (1, (1, 1)) \
-                or m.ceil_mode:
-            raise SvtError(f"unsupported structure at {name}: max-pool must act on spikes or "
-                           "on BatchNorm outputs (no dilation, floor mode)")
-        h, w = out.shape[-2:]
-        node = Node(name, "maxpool2d", [src.name], src.kind, src.channels, int(h), int(w),
-                    attrs={"kernel": k, "stride": s, "padding": p}, modules=[name])
-        self._add(node)
-        self.val[id(out)] = node.name
+        self.bind(out, src.name)
 
     # -- functional ops between modules
     def op(self, name: str, func, args, kwargs, out):
         if name in _IGNORED_OPS or not isinstance(out, torch.Tensor):
             return
-        graph_args = self._graph_tensors((args, tuple(kwargs.values())))
+        graph_args = self.graph_args(args, kwargs)
         if not graph_args:
             return
         if name in _VIEW_OPS:
             src = graph_args[0]
-            if id(src) in self.pending_attn:
-                self.pending_attn[id(out)] = self.pending_attn[id(src)]
+            if id(src) in self.pending:
+                self.pending[id(out)] = self.pending[id(src)]
             else:
                 self.val[id(out)] = self.val[id(src)]
             return
-        if name in ("add", "__add__", "__iadd__", "__radd__"):
-            return self._add_op(args, out)
-        if name in ("matmul", "__matmul__", "bmm"):
-            return self._matmul(args, out)
-        if name in ("mul", "__mul__", "__rmul__", "__imul__") and len(graph_args) == 2:
-            return self._hadamard(graph_args, out)
-        if name in ("mul", "__mul__", "__rmul__", "__truediv__", "div", "__imul__"):
-            return self._scale(name, args, out)
-        if name == "sum":
-            return self._sum(args, kwargs, out)
-        if name == "mean":
-            return self._mean(args, kwargs, out)
+        for op in ops.registry.function_candidates(name):
+            if op.capture_function(self, name, args, kwargs, out):
+                return
         raise SvtError(f"unsupported operation {name!r} in the model's forward; supported "
                        "between layers: add, matmul (attention), scalar mul, mean, reshapes, "
                        "and the Spike-driven attention's k*v, sum over tokens and mask")
-
-    def _add_op(self, args, out):
-        a, b = args[0], args[1]
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
-            raise SvtError("unsupported operation: adding a constant to an activation")
-        na, nb = self._src(a, "add"), self._src(b, "add")
-        if {na.kind, nb.kind} - {"spikes", "count", "current"}:
-            raise SvtError(f"unsupported structure: add of {na.kind} ({na.name}) and "
-                           f"{nb.kind} ({nb.name}); only spikes, spike counts and "
-                           "BatchNorm outputs (a membrane shortcut) may be added")
-        if na.tokens != nb.tokens or na.channels != nb.channels:
-            raise SvtError(f"unsupported structure: add of {na.name} and {nb.name} with "
-                           "different shapes (broadcasting)")
-        # spikes + spikes stay integer counts; any real-valued operand makes a float stream
-        kind = "current" if "current" in (na.kind, nb.kind) else "count"
-        node = Node(self._fresh("add"), "add", [na.name, nb.name], kind, na.channels,
-                    na.height, na.width)
-        self._add(node)
-        self.val[id(out)] = node.name
-
-    def _matmul(self, args, out):
-        a, b = args[0], args[1]
-        pa, pb = self.pending_attn.get(id(a)), self.pending_attn.get(id(b))
-        if pa is None and pb is None:
-            na, nb = self._src(a, "matmul"), self._src(b, "matmul")
-            if na.kind != "spikes" or nb.kind != "spikes":
-                raise SvtError("unsupported operation: matmul outside spiking self-attention")
-            # shape [..., N, d]: the last dim of the first operand is the head dim (q @ kᵀ)
-            # or the token count (kᵀ @ v); the second case has the first operand transposed.
-            self.pending_attn[id(out)] = {"first": (na.name, nb.name), "scale": 1.0,
-                                          "a_shape": tuple(a.shape), "b_shape": tuple(b.shape)}
-            return
-        if pa is not None and pb is None:  # (q @ kᵀ) @ v
-            nv = self._src(b, "attention")
-            q, k = pa["first"]
-            head_dim = pa["a_shape"][-1]
-            v = nv.name
-        elif pb is not None and pa is None:  # q @ (kᵀ @ v)
-            nq = self._src(a, "attention")
-            k, v = pb["first"]
-            head_dim = pb["b_shape"][-1]
-            q = nq.name
-        else:
-            raise SvtError("unsupported operation: product of two attention maps")
-        pend = pa or pb
-        nq, nk, nv = self.by_name[q], self.by_name[k], self.by_name[v]
-        if not (nq.channels == nk.channels == nv.channels) or nq.channels % head_dim:
-            raise SvtError(f"unsupported attention: q/k/v widths {nq.channels}/{nk.channels}/"
-                           f"{nv.channels} with head dim {head_dim}")
-        node = Node(self._fresh("ssa"), "ssa", [q, k, v], "current", nv.channels,
-                    nq.height, nq.width,
-                    attrs={"heads": nq.channels // head_dim, "head_dim": head_dim,
-                           "scale": pend["scale"]})
-        self._add(node)
-        self.val[id(out)] = node.name
-
-    def _hadamard(self, operands, out):
-        """Products of two spike tensors: the Spike-driven attention's k ⊙ v (summed over
-        tokens next) and q ⊙ mask (the mask: the attention LIF on that sum)."""
-        a, b = operands
-        na, nb = self._src(a, "mul"), self._src(b, "mul")
-        if na.kind != "spikes" or nb.kind != "spikes":
-            raise SvtError(f"unsupported operation: elementwise product of {na.kind} "
-                           f"({na.name}) and {nb.kind} ({nb.name}); only spike tensors in "
-                           "Spike-driven self-attention")
-        masks = [n for n in (na, nb) if self.by_name[n.inputs[0]].op == "kv_sum"]
-        if len(masks) == 1:
-            mask = masks[0]
-            q = nb if mask is na else na
-            if q.channels != mask.channels:
-                raise SvtError(f"unsupported attention: q width {q.channels}, mask width "
-                               f"{mask.channels}")
-            node = Node(self._fresh("mask"), "mask", [q.name, mask.name], "spikes", q.channels,
-                        q.height, q.width)
-            self._add(node)
-            self.val[id(out)] = node.name
-            return
-        if a.shape != b.shape or na.channels != nb.channels or na.tokens != nb.tokens:
-            raise SvtError(f"unsupported operation: product of spikes {na.name} and {nb.name} "
-                           "outside Spike-driven self-attention")
-        self.pending_attn[id(out)] = {"kv": (na.name, nb.name), "shape": tuple(a.shape)}
-
-    def _sum(self, args, kwargs, out):
-        """Σ over tokens of k ⊙ v: an integer count per channel and timestep."""
-        x = args[0]
-        pend = self.pending_attn.get(id(x))
-        if pend is None or "kv" not in pend:
-            raise SvtError("unsupported operation: sum outside Spike-driven self-attention "
-                           "(k*v summed over tokens)")
-        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        dims = [dims] if isinstance(dims, int) else list(dims or [])
-        nk, nv = (self.by_name[n] for n in pend["kv"])
-        shape = pend["shape"]
-        if len(dims) != 1 or int(shape[dims[0]]) != nk.tokens or nk.tokens == 1:
-            raise SvtError("unsupported attention: k*v must be summed over its tokens only")
-        head_dim = int(shape[-1])
-        if nk.channels % head_dim:
-            raise SvtError(f"unsupported attention: width {nk.channels}, head dim {head_dim}")
-        node = Node(self._fresh("kv_sum"), "kv_sum", [nk.name, nv.name], "current",
-                    nk.channels, attrs={"head_dim": head_dim,
-                                        "heads": nk.channels // head_dim})
-        self._add(node)
-        self.val[id(out)] = node.name
-
-    def _scale(self, name, args, out):
-        tensor, scalar = args[0], args[1]
-        if not isinstance(tensor, torch.Tensor) or (isinstance(scalar, torch.Tensor)
-                                                    and scalar.numel() != 1):
-            tensor, scalar = scalar, tensor
-        if isinstance(scalar, torch.Tensor):
-            scalar = float(scalar)
-        if not isinstance(scalar, (int, float)):
-            raise SvtError(f"unsupported operation {name}: elementwise product of activations")
-        factor = 1.0 / scalar if name in ("__truediv__", "div") else float(scalar)
-        if id(tensor) in self.pending_attn:
-            pend = dict(self.pending_attn[id(tensor)])
-            pend["scale"] *= factor
-            self.pending_attn[id(out)] = pend
-            return
-        src = self._src(tensor, name)
-        if src.op != "ssa" or self.consumers_recorded(src.name):
-            raise SvtError(f"unsupported operation {name} by {scalar} on {src.name}: scaling "
-                           "is supported only inside spiking self-attention")
-        src.attrs["scale"] *= factor
-        self.val[id(out)] = src.name
-
-    def _mean(self, args, kwargs, out):
-        x = args[0]
-        src = self._src(x, "mean")
-        dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
-        if dims is None:
-            raise SvtError("unsupported operation: mean over all dimensions")
-        dims = sorted({d % x.dim() for d in ([dims] if isinstance(dims, int) else dims)})
-        if src.op in ("linear", "dense") and src.kind in ("current", "scores") \
-                and not self.consumers_recorded(src.name):
-            return self._fold_head_mean(src, x, dims, out)
-        if src.kind not in ("spikes", "count", "vector", "current"):
-            raise SvtError(f"unsupported operation: mean of {src.kind} values at {src.name}")
-        node = Node(self._fresh("mean"), "mean", [src.name], "vector", src.channels,
-                    attrs=self._mean_attrs(src, x, dims))
-        self._add(node)
-        self.val[id(out)] = node.name
-
-    def _mean_attrs(self, src: Node, x: torch.Tensor, dims: list[int]) -> dict:
-        """Which of tokens / time a mean over ``dims`` of ``x`` (the value of ``src``) covers."""
-        is_vector = src.kind == "vector"
-        has_time = not is_vector or src.attrs["has_time"]
-        over_time = has_time and 0 in dims and x.shape[0] == self.timesteps
-        rest = [d for d in dims if not (over_time and d == 0)]
-        over_tokens = (not is_vector and bool(rest)
-                       and math.prod(int(x.shape[d]) for d in rest) == src.tokens)
-        if not is_vector and src.tokens == 1 and not rest:
-            over_tokens = True  # one token (a LIF on averaged features): nothing to average
-        if (rest and not over_tokens) or (not is_vector and not over_tokens):
-            raise SvtError(f"unsupported operation: mean over dims {dims} of {src.name}; "
-                           "supported: a mean over all tokens, then (or with) one over time")
-        return {"tokens": over_tokens, "time": over_time,
-                "has_time": has_time and not over_time}
-
-    def _fold_head_mean(self, head: Node, x: torch.Tensor, dims: list[int], out) -> None:
-        """A linear layer after the last LIF, averaged afterwards (per token or per timestep,
-        then mean): the mean moves in front of the layer, mean(W·x + b) = W·mean(x) + b, so
-        the head runs once on the averaged features. Repeated means merge into one."""
-        feed = self.by_name[head.inputs[0]]
-        # ``x`` has the head's output channels where ``feed`` had its input channels; the
-        # token and time dimensions, the only ones a mean may cover, are the same
-        attrs = self._mean_attrs(feed, x, dims)
-        if feed.op == "mean" and len(self.consumers_of(feed.name)) == 1:
-            merged = {"tokens": feed.attrs["tokens"] or attrs["tokens"],
-                      "time": feed.attrs["time"] or attrs["time"], "has_time": attrs["has_time"]}
-            feed.attrs.update(merged)
-        else:
-            mean = Node(self._fresh("mean"), "mean", [feed.name], "vector", feed.channels,
-                        attrs=attrs)
-            self.nodes.insert(self.nodes.index(head), mean)
-            self.by_name[mean.name] = mean
-            head.inputs = [mean.name]
-        head.op, head.kind, head.height, head.width = "dense", "scores", 1, 1
-        head.attrs["has_time"] = attrs["has_time"]
-        self.val[id(out)] = head.name
 
 
 def _trace(model: nn.Module, image: torch.Tensor):
@@ -667,25 +346,10 @@ def _common_prefix(names: list[str]) -> str:
 
 def _assign_spaces(ir: IR, model: nn.Module) -> None:
     uf = _UnionFind()
-    key = {}  # node -> raw space key
+    key = {"input": "input"}  # node -> raw space key, from each op's coupling rule
     for n in ir.nodes:
-        if n.op == "input":
-            key[n.name] = "input"
-        elif n.op in ("conv2d", "linear", "dense"):
-            key[n.name] = f"out:{n.name}"
-        elif n.op in ("lif", "maxpool2d", "mean"):
-            key[n.name] = key[n.inputs[0]]
-        elif n.op == "add":
-            uf.union(key[n.inputs[0]], key[n.inputs[1]])
-            key[n.name] = key[n.inputs[0]]
-        elif n.op == "ssa":
-            q, k, v = n.inputs
-            uf.union(key[q], key[k])
-            uf.union(key[q], key[v])
-            key[n.name] = key[q]
-        elif n.op in ("kv_sum", "mask"):  # channel-wise: k, v, the mask and q share channels
-            uf.union(key[n.inputs[0]], key[n.inputs[1]])
-            key[n.name] = key[n.inputs[0]]
+        if n.op != "input":
+            key[n.name] = ops.get(n.op).couple(n, key, uf.union)
     for n in ir.nodes:
         n.space = uf.find(key[n.name])
 
@@ -693,14 +357,16 @@ def _assign_spaces(ir: IR, model: nn.Module) -> None:
     spaces: dict[str, ChannelSpace] = {}
     for n in ir.nodes:
         sp = spaces.setdefault(n.space, ChannelSpace(n.space, n.channels))
-        if n.op in ("conv2d", "linear", "dense"):
+        op = ops.get(n.op) if n.op != "input" else None
+        if op is not None and op.has_weights:
             sp.producers.append(n.modules[0])
             sp.norms.extend(n.modules[1:])
             src = ir.node(n.inputs[0])
             spaces.setdefault(src.space, ChannelSpace(src.space, src.channels)) \
                 .consumers.append(n.modules[0])
-        if n.op in ("ssa", "kv_sum"):  # heads: the forward splits channels by head count
-            sp.unit = n.attrs["head_dim"]
+        head_dim = op.head_dim(n) if op is not None else None
+        if head_dim:  # heads: the forward splits channels by head count
+            sp.unit = head_dim
             qkv = [ir.node(ir.node(i).inputs[0]).modules[0] for i in n.inputs]
             owner = _common_prefix(qkv)
             sp.heads_attr = _find_heads_attr(modules, owner, n.attrs["heads"])
@@ -745,83 +411,20 @@ def _find_heads_attr(modules: dict, owner: str, heads: int):
 
 @torch.no_grad()
 def run_ir(ir: IR, images: torch.Tensor, collect: bool = False):
-    """Execute the IR with the arithmetic the generated C uses (BN folded, float32).
+    """Execute the IR with the arithmetic the generated C uses (BN folded, float32): each
+    node by its op's ``run``.
 
     Returns class scores ``[B, classes]`` (and, with ``collect``, every node's value).
     Token tensors are ``[T, B, C, H, W]``; vectors ``[T, B, C]`` or ``[B, C]``.
     """
-    t_steps = ir.timesteps
     vals: dict[str, torch.Tensor] = {}
     for n in ir.nodes:
         if n.op == "input":
             vals[n.name] = images.float()
-            continue
-        x = vals[n.inputs[0]]
-        if n.op in ("conv2d", "linear", "dense"):
-            w, b = torch.from_numpy(n.weight), torch.from_numpy(n.bias)
-            src = ir.node(n.inputs[0])
-            if n.op == "conv2d" and src.kind == "analog":
-                y = F.conv2d(x, w, b, n.attrs["stride"], n.attrs["padding"])
-                y = y.unsqueeze(0).expand(t_steps, *y.shape)  # the image repeats: compute once
-            elif n.op == "conv2d":
-                y = F.conv2d(x.flatten(0, 1), w, b, n.attrs["stride"], n.attrs["padding"])
-                y = y.reshape(t_steps, -1, *y.shape[1:])
-            elif n.op == "linear":
-                y = torch.einsum("tbchw,oc->tbohw", x, w) + b[:, None, None]
-            else:
-                y = F.linear(x, w, b)
-            vals[n.name] = y
-        elif n.op == "lif":
-            if x.dim() == 3:  # a LIF on [T, B, C] features: one token
-                x = x[..., None, None]
-            vals[n.name] = lif_reference(x, n.attrs["tau"], n.attrs["v_threshold"],
-                                         n.attrs["v_reset"])
-        elif n.op == "kv_sum":  # Σ over tokens of k ⊙ v: [T, B, C, 1, 1] counts
-            vals[n.name] = (x * vals[n.inputs[1]]).sum((-2, -1), keepdim=True)
-        elif n.op == "mask":  # q ⊙ mask, the mask broadcast over tokens
-            vals[n.name] = x * vals[n.inputs[1]]
-        elif n.op == "maxpool2d":
-            y = F.max_pool2d(x.flatten(0, 1), n.attrs["kernel"], n.attrs["stride"],
-                             n.attrs["padding"])
-            vals[n.name] = y.reshape(t_steps, -1, *y.shape[1:])
-        elif n.op == "add":
-            vals[n.name] = x + vals[n.inputs[1]]
-        elif n.op == "ssa":
-            vals[n.name] = ssa_reference(vals[n.inputs[0]], vals[n.inputs[1]],
-                                         vals[n.inputs[2]], n.attrs["heads"], n.attrs["scale"])
-        elif n.op == "mean":
-            y = x
-            if n.attrs["tokens"]:
-                y = y.flatten(-2).mean(-1)
-            if n.attrs["time"]:
-                y = y.mean(0)
-            vals[n.name] = y
-        else:  # pragma: no cover - the builder only creates the ops above
-            raise AssertionError(n.op)
+        else:
+            vals[n.name] = ops.get(n.op).run(n, vals, ir)
     out = vals[ir.nodes[-1].name]
     return (out, vals) if collect else out
-
-
-def lif_reference(current: torch.Tensor, tau: float, v_th: float, v_reset: float):
-    """Multi-step LIF with SpikingJelly's arithmetic: h = v + (x - (v - v_reset)) / tau."""
-    v = torch.full_like(current[0], v_reset)
-    spikes = []
-    for x in current:
-        h = v + (x - (v - v_reset)) / tau
-        s = (h >= v_th).float()
-        spikes.append(s)
-        v = torch.where(s > 0, torch.full_like(h, v_reset), h)
-    return torch.stack(spikes)
-
-
-def ssa_reference(q, k, v, heads: int, scale: float):
-    t, b, c, h, w = q.shape
-
-    def split(x):  # -> [T, B, heads, N, d], channel = head * d + j
-        return x.reshape(t, b, heads, c // heads, h * w).transpose(-1, -2)
-
-    y = (split(q) @ split(k).transpose(-1, -2)) @ split(v) * scale
-    return y.transpose(-1, -2).reshape(t, b, c, h, w)
 
 
 def verify_ir(ir: IR, model: nn.Module, image: torch.Tensor, expected: torch.Tensor) -> None:

@@ -14,36 +14,17 @@ whose offsets are planned here; the code generator emits exactly these numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from . import ops
 from .boards import Board
-from .errors import SvtError
-from .ir import IR, Node
+from .graph import IR
+from .ops.base import WEIGHT_BYTES, Schedule, Step, align, membrane_bytes, spike_bytes
+from .ops.ssa import kv_bytes_per_entry
 
-WEIGHT_BYTES = 4  # fp32 weights in flash
-ARENA_ALIGN = 8
-
-
-@dataclass
-class Step:
-    name: str
-    kernel: str
-    nodes: list[str]  # IR nodes this step executes
-    inputs: list[str]  # steps whose outputs it reads ("input" is the image)
-    out_format: str  # spikes | count | membrane | float | scores
-    channels: int
-    height: int
-    width: int
-    out_bytes: int
-    scratch_bytes: int = 0
-    weight_bytes: int = 0
-    params: int = 0
-    attrs: dict = field(default_factory=dict)
-    in_place: str | None = None  # step whose buffer this output reuses
-
-    @property
-    def neurons(self) -> int:
-        return self.channels * self.height * self.width
+__all__ = ["WEIGHT_BYTES", "ArenaPlan", "Buffer", "Fit", "MemoryPlan", "Step", "align",
+           "build_schedule", "check_fit", "kv_bytes_per_entry", "membrane_bytes",
+           "plan_arena", "plan_memory", "spike_bytes", "time_major_state_bytes"]
 
 
 @dataclass
@@ -86,154 +67,18 @@ class MemoryPlan:
         return next(s for s in self.steps if s.name == name)
 
 
-def spike_bytes(neurons: int, timesteps: int) -> int:
-    return (neurons * timesteps + 7) // 8
-
-
-def membrane_bytes(neurons: int, timesteps: int) -> int:
-    """Kept currents: one float per neuron and timestep."""
-    return neurons * timesteps * 4
-
-
-def _lif_attrs(lif: Node) -> dict:
-    return {**{k: lif.attrs[k] for k in ("tau", "v_threshold", "v_reset")}, "lif": lif.name}
-
-
-def _align(n: int) -> int:
-    return (n + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
-
-
-def kv_bytes_per_entry(tokens: int) -> int:
-    """k^T v entries count co-active tokens: one byte while N <= 255."""
-    return 1 if tokens <= 255 else 2
-
-
 def build_schedule(ir: IR) -> list[Step]:
-    t = ir.timesteps
-    producer: dict[str, str] = {"input": "input"}  # IR node -> step that holds its value
-    steps: list[Step] = []
+    """One step per IR node, each planned by its op; an op whose kernel fuses the nodes
+    after it (a LIF, a max-pool) claims them, and they get no step of their own."""
+    sched = Schedule(ir, [], {"input": "input"})
     for n in ir.nodes:
-        if n.op == "input" or n.name in producer:
-            continue  # the image is the caller's; fused LIFs were planned with their producer
-        if n.op in ("conv2d", "linear", "ssa", "kv_sum"):
-            users = ir.consumers(n.name)
-            only = users[0] if len(users) == 1 else None
-            if n.op == "conv2d" and only is not None and only.op == "maxpool2d" \
-                    and n.inputs[0] != "input":
-                steps.append(_conv_maxpool_step(ir, n, only, producer, t))
-            else:
-                lif = only if only is not None and only.op == "lif" else None
-                steps.append(_synaptic_step(ir, n, lif, producer, t))
-            for fused in steps[-1].nodes:
-                producer[fused] = n.name
-            continue
-        inputs = [producer[i] for i in n.inputs]
-        in_format = _format_of(steps, inputs[0])
-        membrane = membrane_bytes(n.tokens * n.channels, t)
-        if n.op == "maxpool2d" and in_format == "membrane":
-            step = Step(n.name, "maxpool2d_membrane", [n.name], inputs, "membrane", n.channels,
-                        n.height, n.width, membrane, attrs=dict(n.attrs))
-        elif n.op == "maxpool2d":
-            step = Step(n.name, "maxpool2d", [n.name], inputs, "spikes", n.channels, n.height,
-                        n.width, spike_bytes(n.tokens * n.channels, t), attrs=dict(n.attrs))
-        elif n.op == "add" and n.kind == "current":
-            step = Step(n.name, "add_membrane", [n.name], inputs, "membrane", n.channels,
-                        n.height, n.width, membrane)
-        elif n.op == "add":
-            step = Step(n.name, "add", [n.name], inputs, "count", n.channels, n.height,
-                        n.width, n.tokens * n.channels * t)
-        elif n.op == "lif":  # on kept values: membrane [neuron][t] or features [t][c]
-            strides = (t, 1) if in_format == "membrane" else (1, n.channels)
-            step = Step(n.name, "lif_layer", [n.name], inputs, "spikes", n.channels, n.height,
-                        n.width, spike_bytes(n.tokens * n.channels, t),
-                        attrs={**_lif_attrs(n), "neuron_stride": strides[0],
-                               "time_stride": strides[1]})
-        elif n.op == "mask":
-            step = Step(n.name, "spike_mask", [n.name], inputs, "spikes", n.channels, n.height,
-                        n.width, spike_bytes(n.tokens * n.channels, t))
-        elif n.op == "mean":
-            src = ir.node(n.inputs[0])
-            kernel = "mean_tokens" if n.attrs["tokens"] else "mean_time"
-            if n.attrs["tokens"] and n.attrs["time"]:
-                kernel = "mean_tokens_time"
-            floats = n.channels * (t if n.attrs["has_time"] else 1)
-            step = Step(n.name, kernel, [n.name], inputs, "float", n.channels, 1, 1, floats * 4,
-                        attrs={"tokens": src.tokens, "in_format": _format_of(steps, inputs[0])})
-        elif n.op == "dense":
-            step = Step(n.name, "dense", [n.name], inputs, "scores", n.channels, 1, 1,
-                        n.channels * 4, weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
-                        attrs={"in_channels": n.attrs["in_channels"]})
-        else:  # pragma: no cover - extract_ir only emits the ops above
-            raise AssertionError(n.op)
-        steps.append(step)
-        producer[n.name] = n.name
-    return steps
-
-
-def _format_of(steps: list[Step], name: str) -> str:
-    if name == "input":
-        return "analog"
-    return next(s.out_format for s in steps if s.name == name)
-
-
-def _synaptic_step(ir: IR, n: Node, lif: Node | None, producer: dict, t: int) -> Step:
-    """A synaptic layer fused with the LIF it feeds, or (``lif`` None) one whose currents
-    are kept as membrane floats for a residual stream or a max-pool."""
-    inputs = [producer[i] for i in n.inputs]
-    if lif is None:
-        if n.op not in ("conv2d", "linear") or inputs[0] == "input":
-            raise SvtError(f"unsupported structure at {n.name}: the output of this layer "
-                           "must feed exactly one LIF neuron layer")
-        lif_attrs, out_format = {}, "membrane"
-        out = membrane_bytes(n.tokens * n.channels, t)
-    else:
-        lif_attrs = _lif_attrs(lif)
-        out_format, out = "spikes", spike_bytes(n.tokens * n.channels, t)
-    if n.op == "kv_sum":
-        k = ir.node(n.inputs[0])
-        return Step(n.name, "sdsa_kv_lif", [n.name, lif.name], inputs, "spikes", n.channels,
-                    1, 1, out, attrs={**lif_attrs, "in_tokens": k.tokens})
-    if n.op == "ssa":
-        tokens = n.tokens
-        kv = t * n.channels * n.attrs["head_dim"] * kv_bytes_per_entry(tokens)
-        scratch = _align(kv) + t * n.channels * 4
-        return Step(n.name, "ssa_lif", [n.name, lif.name], inputs, "spikes", n.channels,
-                    n.height, n.width, out, scratch_bytes=scratch,
-                    attrs={**lif_attrs, "heads": n.attrs["heads"],
-                           "head_dim": n.attrs["head_dim"], "scale": n.attrs["scale"],
-                           "kv_bytes": kv_bytes_per_entry(tokens)})
-    src_format = "analog" if inputs[0] == "input" else None
-    if n.op == "conv2d" and src_format == "analog":
-        kernel, scratch = "conv2d_analog_lif", n.channels * 4
-    else:
-        kernel = "conv2d_spiking_lif" if n.op == "conv2d" else "linear_spiking_lif"
-        scratch = t * n.channels * 4
-    attrs = {**lif_attrs, **_synaptic_attrs(ir, n)}
-    return Step(n.name, kernel, [n.name] + ([lif.name] if lif else []), inputs, out_format,
-                n.channels, n.height, n.width, out, scratch_bytes=scratch,
-                weight_bytes=n.params * WEIGHT_BYTES, params=n.params, attrs=attrs)
-
-
-def _conv_maxpool_step(ir: IR, n: Node, pool: Node, producer: dict, t: int) -> Step:
-    """A conv whose currents go only to a max-pool (a Spike-driven stem pooling BatchNorm
-    outputs): pooled as they are computed, so only the pooled membrane is stored."""
-    return Step(n.name, "conv2d_spiking_maxpool", [n.name, pool.name],
-                [producer[n.inputs[0]]], "membrane", pool.channels, pool.height, pool.width,
-                membrane_bytes(pool.tokens * pool.channels, t), scratch_bytes=t * n.channels * 4,
-                weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
-                attrs={**_synaptic_attrs(ir, n), "conv_height": n.height, "conv_width": n.width,
-                       "pool": {k: pool.attrs[k] for k in ("kernel", "stride", "padding")}})
-
-
-def _synaptic_attrs(ir: IR, n: Node) -> dict:
-    """A conv/linear layer's input shape (and a conv's window), as its kernel call needs."""
-    src = ir.node(n.inputs[0])
-    attrs = {"in_channels": n.attrs["in_channels"], "in_height": src.height,
-             "in_width": src.width}
-    if n.op == "conv2d":
-        attrs.update(kernel=n.attrs["kernel"], stride=n.attrs["stride"],
-                     padding=n.attrs["padding"])
-    return attrs
+        if n.op == "input" or n.name in sched.producer:
+            continue  # the image is the caller's; fused nodes were planned with their producer
+        step = ops.get(n.op).schedule(n, sched)
+        sched.steps.append(step)
+        for fused in step.nodes:
+            sched.producer[fused] = step.name
+    return sched.steps
 
 
 def plan_arena(steps: list[Step]) -> ArenaPlan:
@@ -252,7 +97,7 @@ def plan_arena(steps: list[Step]) -> ArenaPlan:
         if s.out_format == "scores":
             continue  # written straight into the caller's score array
         first_in = s.inputs[0]
-        if (s.kernel in ("add", "add_membrane") and first_in != "input"
+        if (s.updates_first_input and first_in != "input"
                 and steps[index[first_in]].out_format == s.out_format
                 and last_use[first_in] == i):
             # x = x + f(x): the residual stream is updated in place
@@ -261,10 +106,10 @@ def plan_arena(steps: list[Step]) -> ArenaPlan:
             buf.last = max(buf.last, last_use[s.name])
             owner[s.name] = buf.name
             continue
-        buffers[s.name] = Buffer(s.name, _align(s.out_bytes), i, last_use[s.name])
+        buffers[s.name] = Buffer(s.name, align(s.out_bytes), i, last_use[s.name])
         owner[s.name] = s.name
         if s.scratch_bytes:
-            buffers[f"{s.name}.scratch"] = Buffer(f"{s.name}.scratch", _align(s.scratch_bytes),
+            buffers[f"{s.name}.scratch"] = Buffer(f"{s.name}.scratch", align(s.scratch_bytes),
                                                   i, i)
     placed: list[Buffer] = []
     for buf in sorted(buffers.values(), key=lambda b: (-b.size, b.first, b.name)):

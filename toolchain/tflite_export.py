@@ -83,125 +83,41 @@ def require_tensorflow(threads: int | None = None):
 
 # ----------------------------------------------------------------------------- graph
 
-def build_tf_function(ir: IR, batch: int = 1):
-    """A ``tf.function`` computing the IR's class scores from NHWC float32 images."""
-    tf = require_tensorflow()
-    t_steps = ir.timesteps
-    c, h, w = ir.input_shape
+@dataclass
+class TfContext:
+    """What an op's ``tflite`` lowering needs: TensorFlow, the batch and step counts."""
 
-    def const(a):
-        return tf.constant(np.ascontiguousarray(a, np.float32))
+    tf: object
+    timesteps: int
+    batch: int
 
-    def per_step(x, timed):
+    def const(self, a):
+        return self.tf.constant(np.ascontiguousarray(a, np.float32))
+
+    def per_step(self, x, timed):
         """The T per-step tensors ``[B, ...]`` of a value."""
         if not timed:
-            return [x] * t_steps
-        return tf.unstack(tf.reshape(x, [t_steps, batch, *x.shape[1:]]), axis=0)
+            return [x] * self.timesteps
+        return self.tf.unstack(self.tf.reshape(x, [self.timesteps, self.batch, *x.shape[1:]]),
+                               axis=0)
 
-    def lif(x, timed, tau, v_th, v_reset):
-        # SpikingJelly: h_t = v + (x_t - (v - v_reset)) / tau = a*v + b*x_t + b*v_reset
-        # with a = 1 - 1/tau, b = 1/tau. b*x + b*v_reset is applied before the split into
-        # steps (the converter folds it into the conv/linear before), and a*v after a
-        # reset is one product h * (fire ? 0 : a) [+ fire * a*v_reset].
-        a, b = np.float32(1.0 - 1.0 / tau), np.float32(1.0 / tau)
-        av_reset = np.float32(a * v_reset)
-        one, zero, keep_a = tf.constant(1.0), tf.constant(0.0), tf.constant(a)
-        u = x * b if v_reset == 0 else x * b + np.float32(b * v_reset)
-        steps = per_step(u, timed)
-        carry, spikes = None, []
-        for t, u_t in enumerate(steps):
-            if carry is not None:
-                h_t = u_t + carry
-            else:  # v starts at v_reset
-                h_t = u_t + av_reset if v_reset != 0 else u_t
-            fire = tf.greater_equal(h_t, np.float32(v_th))
-            s_t = tf.where(fire, one, zero)
-            spikes.append(s_t)
-            if t + 1 < len(steps):
-                # hard reset as a product, not SELECT_V2(fire, v_reset, h): the int8
-                # converter gives a SELECT_V2's inputs its output's scale, which would
-                # clip h to the range of the reset potential (below the threshold)
-                carry = h_t * tf.where(fire, zero, keep_a)
-                if v_reset != 0:
-                    carry = carry + s_t * av_reset
-        y = tf.stack(spikes, axis=0)
-        return tf.reshape(y, [t_steps * batch, *y.shape[2:]])
 
-    def conv(x, n):
-        k, s, p = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
-        kernel = const(n.weight.transpose(2, 3, 1, 0))  # OIHW -> HWIO
-        size = x.shape[1]
-        same_out = -(-size // s)
-        torch_out = (size + 2 * p - k) // s + 1
-        same_pad = max((same_out - 1) * s + k - size, 0)
-        if same_out == torch_out and same_pad == 2 * p:  # SAME pads p on both sides
-            y = tf.nn.conv2d(x, kernel, s, "SAME")
-        else:
-            if p:
-                x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-            y = tf.nn.conv2d(x, kernel, s, "VALID")
-        return tf.nn.bias_add(y, const(n.bias))
+def build_tf_function(ir: IR, batch: int = 1):
+    """A ``tf.function`` computing the IR's class scores from NHWC float32 images: each
+    node lowered by its op's ``tflite``. Values are NHWC with time folded into the batch."""
+    from . import ops  # here, not at the top: the TFLM child processes must not import torch
 
-    def dense(x, n):  # x [..., Cin] -> [..., Cout] as FULLY_CONNECTED
-        shape = x.shape
-        y = tf.matmul(tf.reshape(x, [-1, shape[-1]]), const(n.weight.T)) + const(n.bias)
-        return tf.reshape(y, [*shape[:-1], n.weight.shape[0]])
-
-    def ssa(q, k, v, heads, scale):
-        tb, hh, ww, ch = q.shape
-        d = ch // heads
-
-        def split(x):  # [TB, H, W, C] -> [TB, heads, N, d], channel = head * d + j
-            return tf.transpose(tf.reshape(x, [tb, hh * ww, heads, d]), [0, 2, 1, 3])
-
-        kv = tf.matmul(split(k), split(v), transpose_a=True)  # [TB, heads, d, d]
-        y = tf.matmul(split(q), kv) * np.float32(scale)
-        return tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [tb, hh, ww, ch])
+    tf = require_tensorflow()
+    tfc = TfContext(tf, ir.timesteps, batch)
+    c, h, w = ir.input_shape
 
     def forward(images):
         vals: dict[str, tuple] = {}  # name -> (tensor, timed)
         for n in ir.nodes:
             if n.op == "input":
                 vals[n.name] = (images, False)
-                continue
-            x, timed = vals[n.inputs[0]]
-            if n.op == "conv2d":
-                vals[n.name] = (conv(x, n), timed)
-            elif n.op in ("linear", "dense"):
-                vals[n.name] = (dense(x, n), timed)
-            elif n.op == "lif":
-                vals[n.name] = (lif(x, timed, n.attrs["tau"], n.attrs["v_threshold"],
-                                    n.attrs["v_reset"]), True)
-            elif n.op == "maxpool2d":
-                k, s, p = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
-                if p:  # spikes are >= 0, so zero padding acts as the -inf padding of torch;
-                    # real values are padded with their own minimum, which never wins either
-                    low = 0.0 if n.kind == "spikes" else tf.reduce_min(x)
-                    x = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=low)
-                vals[n.name] = (tf.nn.max_pool2d(x, k, s, "VALID"), timed)
-            elif n.op == "add":
-                y, y_timed = vals[n.inputs[1]]
-                if timed != y_timed:  # a value without time meets one with: repeat it
-                    x, y = (tf.concat([x] * t_steps, 0) if not timed else x,
-                            tf.concat([y] * t_steps, 0) if not y_timed else y)
-                vals[n.name] = (x + y, timed or y_timed)
-            elif n.op == "ssa":
-                q, k, v = (vals[i][0] for i in n.inputs)
-                vals[n.name] = (ssa(q, k, v, n.attrs["heads"], n.attrs["scale"]), True)
-            elif n.op == "kv_sum":  # [TB, H, W, C] spikes -> [TB, C] counts
-                vals[n.name] = (tf.reduce_sum(x * vals[n.inputs[1]][0], axis=[1, 2]), True)
-            elif n.op == "mask":  # q [TB, H, W, C] masked by [TB, C]
-                m = vals[n.inputs[1]][0]
-                vals[n.name] = (x * tf.reshape(m, [m.shape[0], 1, 1, m.shape[-1]]), True)
-            elif n.op == "mean":
-                y = x
-                if n.attrs["tokens"] and len(y.shape) == 4:  # [TB, C] has one token
-                    y = tf.reduce_mean(y, axis=[1, 2])
-                if n.attrs["time"]:
-                    y = tf.reduce_mean(tf.reshape(y, [t_steps, batch, *y.shape[1:]]), axis=0)
-                vals[n.name] = (y, timed and not n.attrs["time"])
             else:
-                raise SvtError(f"the TFLite export does not support IR op {n.op!r}")
+                vals[n.name] = ops.get(n.op).tflite(n, vals, tfc)
         return vals[ir.nodes[-1].name][0]
 
     spec = tf.TensorSpec([batch, h, w, c], tf.float32, name="image")

@@ -2,18 +2,19 @@
  * First layer: conv2d on the analog image (CHW floats, BN folded into weight/bias), then
  * LIF. Direct encoding repeats the image at every step, so the input current of each
  * output neuron is computed once and drives all T steps.
- * weight: [out_c][in_c][kernel][kernel] (PyTorch order). scratch: out_c floats.
+ * conv->weight: [out_c][in_c][kernel][kernel] (PyTorch order). scratch: out_c floats.
  */
 #include <string.h>
 
 #include "svt_kernels.h"
 
-void svt_conv2d_analog_lif(const float *image, uint32_t in_c, uint32_t in_h, uint32_t in_w,
-                           const float *weight, const float *bias, uint32_t out_c,
-                           uint32_t kernel, uint32_t stride, uint32_t pad,
-                           uint32_t out_h, uint32_t out_w, uint32_t T, const svt_lif_t *lif,
-                           uint8_t *out_spikes, float *scratch)
+void svt_conv2d_analog_lif(const float *image, const svt_conv2d_t *conv, uint32_t T,
+                           const svt_lif_t *lif, uint8_t *out_spikes, float *scratch)
 {
+    const uint32_t in_c = conv->in_c, in_h = conv->in_h, in_w = conv->in_w;
+    const uint32_t out_c = conv->out_c, out_h = conv->out_h, out_w = conv->out_w;
+    const uint32_t kernel = conv->kernel, stride = conv->stride, pad = conv->pad;
+    const float *weight = conv->weight, *bias = conv->bias;
     memset(out_spikes, 0, (out_h * out_w * out_c * T + 7u) / 8u);
     for (uint32_t oy = 0; oy < out_h; ++oy) {
         for (uint32_t ox = 0; ox < out_w; ++ox) {

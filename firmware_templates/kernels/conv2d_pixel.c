@@ -28,7 +28,7 @@ void svt_conv2d_pixel_currents(const uint8_t *in, svt_format_t in_fmt,
                 continue;
             }
             uint32_t pixel = (uint32_t)iy * conv->in_w + (uint32_t)ix;
-            const float *columns = conv->weight_hwio + (ky * k + kx) * in_c * out_c;
+            const float *columns = conv->weight + (ky * k + kx) * in_c * out_c;
             for (uint32_t ci = 0; ci < in_c; ++ci) {
                 svt_accumulate_input(scratch, columns + ci * out_c, out_c, in, in_fmt,
                                      pixel * in_c + ci, T);

@@ -21,11 +21,10 @@ static uint32_t first_window(uint32_t i, const svt_pool_t *pool)
 }
 
 void svt_conv2d_spiking_maxpool(const uint8_t *in, svt_format_t in_fmt,
-                                const svt_conv2d_t *conv, uint32_t conv_h, uint32_t conv_w,
-                                const svt_pool_t *pool, uint32_t T, float *out,
-                                float *scratch)
+                                const svt_conv2d_t *conv, const svt_pool_t *pool, uint32_t T,
+                                float *out, float *scratch)
 {
-    const uint32_t out_c = conv->out_c;
+    const uint32_t out_c = conv->out_c, conv_h = conv->out_h, conv_w = conv->out_w;
     for (uint32_t i = 0; i < pool->out_h * pool->out_w * out_c * T; ++i) {
         out[i] = -FLT_MAX;
     }

@@ -10,11 +10,12 @@
 
 #include "svt_kernels.h"
 
-void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tokens,
-                            uint32_t in_c, const float *weight_io, const float *bias,
-                            uint32_t out_c, uint32_t T, const svt_lif_t *lif,
+void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt,
+                            const svt_linear_t *linear, uint32_t T, const svt_lif_t *lif,
                             uint8_t *out_spikes, float *scratch)
 {
+    const uint32_t tokens = linear->tokens, in_c = linear->in_c, out_c = linear->out_c;
+    const float *weight_io = linear->weight_io, *bias = linear->bias;
     if (lif != NULL) {
         memset(out_spikes, 0, (tokens * out_c * T + 7u) / 8u);
     }

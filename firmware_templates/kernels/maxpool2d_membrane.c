@@ -4,10 +4,11 @@
  */
 #include "svt_kernels.h"
 
-void svt_maxpool2d_membrane(const float *in, uint32_t channels, uint32_t in_h, uint32_t in_w,
-                            uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
-                            uint32_t out_w, uint32_t T, float *out)
+void svt_maxpool2d_membrane(const float *in, const svt_pool_t *pool, uint32_t T, float *out)
 {
+    const uint32_t channels = pool->channels, in_h = pool->in_h, in_w = pool->in_w;
+    const uint32_t kernel = pool->kernel, stride = pool->stride, pad = pool->pad;
+    const uint32_t out_h = pool->out_h, out_w = pool->out_w;
     for (uint32_t oy = 0; oy < out_h; ++oy) {
         for (uint32_t ox = 0; ox < out_w; ++ox) {
             float *dst = out + (oy * out_w + ox) * channels * T;

@@ -27,12 +27,13 @@ static inline void kv_increment(void *kv, uint32_t kv_bytes, uint32_t idx)
     }
 }
 
-void svt_ssa_lif(const uint8_t *q, const uint8_t *k, const uint8_t *v, uint32_t tokens,
-                 uint32_t heads, uint32_t head_dim, float scale, uint32_t T,
-                 const svt_lif_t *lif, uint8_t *out_spikes, void *kv_scratch,
-                 uint32_t kv_bytes, int32_t *acc_scratch)
+void svt_ssa_lif(const uint8_t *q, const uint8_t *k, const uint8_t *v, const svt_ssa_t *ssa,
+                 uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes, void *kv_scratch,
+                 int32_t *acc_scratch)
 {
-    const uint32_t C = heads * head_dim;
+    const uint32_t tokens = ssa->tokens, head_dim = ssa->head_dim, kv_bytes = ssa->kv_bytes;
+    const uint32_t C = ssa->heads * head_dim;
+    const float scale = ssa->scale;
     memset(kv_scratch, 0, (size_t)T * C * head_dim * kv_bytes);
     for (uint32_t m = 0; m < tokens; ++m) {
         for (uint32_t ci = 0; ci < C; ++ci) {

@@ -124,17 +124,38 @@ static inline void svt_currents_out(const float *scratch, uint32_t first, uint32
     }
 }
 
-/* A conv2d's shape and weights (BN folded), for the kernels that take them as one struct. */
+/* Parameter structs (CMSIS-NN style): a layer's shape and weights in one argument. */
+
+/* A conv2d: square kernel, symmetric zero padding, BN folded into weight and bias. */
 typedef struct {
-    uint32_t in_c, in_h, in_w, out_c, kernel, stride, pad;
-    const float *weight_hwio;  /* [kernel][kernel][in_c][out_c] */
+    uint32_t in_c, in_h, in_w;
+    uint32_t out_c, out_h, out_w;
+    uint32_t kernel, stride, pad;
+    const float *weight;  /* HWIO [kernel][kernel][in_c][out_c] when fed by spikes (one input's
+                             column contiguous); OIHW, PyTorch's order, on the analog image */
     const float *bias;
 } svt_conv2d_t;
 
-/* A max-pool window and its output size. */
+/* A max-pool: its input, window and output size (channels pass through). */
 typedef struct {
-    uint32_t kernel, stride, pad, out_h, out_w;
+    uint32_t channels, in_h, in_w;
+    uint32_t kernel, stride, pad;
+    uint32_t out_h, out_w;
 } svt_pool_t;
+
+/* A linear layer applied to every token. */
+typedef struct {
+    uint32_t tokens, in_c, out_c;
+    const float *weight_io;  /* [in_c][out_c]: one input's column contiguous */
+    const float *bias;
+} svt_linear_t;
+
+/* Spiking self-attention: C = heads * head_dim channels per token. */
+typedef struct {
+    uint32_t tokens, heads, head_dim;
+    uint32_t kv_bytes;  /* bytes per k^T v entry: 1 while tokens <= 255, else 2 */
+    float scale;
+} svt_ssa_t;
 
 /* conv2d_pixel.c: the currents of one output pixel, scratch[t * out_c + c] */
 void svt_conv2d_pixel_currents(const uint8_t *in, svt_format_t in_fmt,
@@ -143,48 +164,35 @@ void svt_conv2d_pixel_currents(const uint8_t *in, svt_format_t in_fmt,
 
 /* conv2d_spiking_maxpool.c: conv2d fed by spikes, its currents max-pooled (membrane out) */
 void svt_conv2d_spiking_maxpool(const uint8_t *in, svt_format_t in_fmt,
-                                const svt_conv2d_t *conv, uint32_t conv_h, uint32_t conv_w,
-                                const svt_pool_t *pool, uint32_t T, float *out,
-                                float *scratch);
+                                const svt_conv2d_t *conv, const svt_pool_t *pool, uint32_t T,
+                                float *out, float *scratch);
 
 /* conv2d_analog_lif.c: first layer, analog image in, spikes out */
-void svt_conv2d_analog_lif(const float *image, uint32_t in_c, uint32_t in_h, uint32_t in_w,
-                           const float *weight, const float *bias, uint32_t out_c,
-                           uint32_t kernel, uint32_t stride, uint32_t pad,
-                           uint32_t out_h, uint32_t out_w, uint32_t T, const svt_lif_t *lif,
-                           uint8_t *out_spikes, float *scratch);
+void svt_conv2d_analog_lif(const float *image, const svt_conv2d_t *conv, uint32_t T,
+                           const svt_lif_t *lif, uint8_t *out_spikes, float *scratch);
 
 /* conv2d_spiking_lif.c: spikes or counts in, spikes out; with lif == NULL the currents
  * themselves are written, as membrane floats [neuron][t], to (float *)out_spikes */
-void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t in_c,
-                            uint32_t in_h, uint32_t in_w, const float *weight_hwio,
-                            const float *bias, uint32_t out_c, uint32_t kernel,
-                            uint32_t stride, uint32_t pad, uint32_t out_h, uint32_t out_w,
+void svt_conv2d_spiking_lif(const uint8_t *in, svt_format_t in_fmt, const svt_conv2d_t *conv,
                             uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes,
                             float *scratch);
 
 /* linear_spiking_lif.c: per-token linear layer, spikes or counts in, spikes out (or, with
  * lif == NULL, membrane floats as conv2d_spiking_lif) */
-void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt, uint32_t tokens,
-                            uint32_t in_c, const float *weight_io, const float *bias,
-                            uint32_t out_c, uint32_t T, const svt_lif_t *lif,
+void svt_linear_spiking_lif(const uint8_t *in, svt_format_t in_fmt,
+                            const svt_linear_t *linear, uint32_t T, const svt_lif_t *lif,
                             uint8_t *out_spikes, float *scratch);
 
 /* ssa_lif.c: spiking self-attention (q k^T) v * scale, then the attention LIF */
-void svt_ssa_lif(const uint8_t *q, const uint8_t *k, const uint8_t *v, uint32_t tokens,
-                 uint32_t heads, uint32_t head_dim, float scale, uint32_t T,
-                 const svt_lif_t *lif, uint8_t *out_spikes, void *kv_scratch,
-                 uint32_t kv_bytes, int32_t *acc_scratch);
+void svt_ssa_lif(const uint8_t *q, const uint8_t *k, const uint8_t *v, const svt_ssa_t *ssa,
+                 uint32_t T, const svt_lif_t *lif, uint8_t *out_spikes, void *kv_scratch,
+                 int32_t *acc_scratch);
 
 /* maxpool2d.c: max-pool of spike trains (OR over the window) */
-void svt_maxpool2d(const uint8_t *in, uint32_t channels, uint32_t in_h, uint32_t in_w,
-                   uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
-                   uint32_t out_w, uint32_t T, uint8_t *out);
+void svt_maxpool2d(const uint8_t *in, const svt_pool_t *pool, uint32_t T, uint8_t *out);
 
 /* maxpool2d_membrane.c: max-pool of membrane floats (a max-pool on BatchNorm outputs) */
-void svt_maxpool2d_membrane(const float *in, uint32_t channels, uint32_t in_h, uint32_t in_w,
-                            uint32_t kernel, uint32_t stride, uint32_t pad, uint32_t out_h,
-                            uint32_t out_w, uint32_t T, float *out);
+void svt_maxpool2d_membrane(const float *in, const svt_pool_t *pool, uint32_t T, float *out);
 
 /* add_membrane.c: residual add into membrane floats (out may alias a membrane input) */
 void svt_add_membrane(const uint8_t *a, svt_format_t a_fmt, const uint8_t *b,
