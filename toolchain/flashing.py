@@ -1,8 +1,8 @@
 """Flash a built firmware image onto a board with openocd, st-flash or pyocd.
 
-The board file's ``[flashing]`` table lists the tools in order of preference and their
-target names (``openocd_interface``/``openocd_target``, ``pyocd_target``); st-flash
-writes the raw image at the first flash region's base address. The first listed tool
+The board's ``[flashing]`` table (``Board.flashing``) lists the tools in order of preference
+and their target names (``openocd_interface``/``openocd_target``, ``pyocd_target``);
+st-flash writes the raw image at the first flash region's base address. The first listed tool
 that is installed is used unless one is named.
 
 Not yet run against a board: the commands are built and tested, the probes are not.
@@ -10,16 +10,16 @@ Not yet run against a board: the commands are built and tested, the probes are n
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .boards import Board
+from .boards import FLASH_TOOLS, Board
 from .errors import SvtError
+from .manifest import MANIFEST, read_manifest
 
-TOOLS = ("openocd", "st-flash", "pyocd")
+TOOLS = FLASH_TOOLS
 INSTALL = {"openocd": "sudo apt-get install openocd",
            "st-flash": "sudo apt-get install stlink-tools",
            "pyocd": "pip install pyocd"}
@@ -35,16 +35,17 @@ class Image:
 
     @classmethod
     def of_project(cls, project_dir: str | Path, board: Board) -> Image:
-        fw = Path(project_dir) / "firmware"
-        config = fw / "board_config.h"
-        if not config.is_file():
-            raise SvtError(f"{project_dir} has no firmware/; build it with: svt-deploy firmware "
-                           f"--board {board.name} --out {project_dir}")
-        m = re.search(r'#define SVT_BOARD_NAME "([^"]+)"', config.read_text())
-        if not m or m.group(1) != board.name:
-            raise SvtError(f"{project_dir} holds firmware for board "
-                           f"{m.group(1) if m else '?'}, not {board.name}")
-        image = cls(*(fw / "build" / f"svt_firmware.{ext}" for ext in ("elf", "bin", "hex")))
+        built = None  # what the firmware stage recorded in the project's manifest
+        if (Path(project_dir) / "firmware").is_dir() and (Path(project_dir) / MANIFEST).is_file():
+            built = read_manifest(project_dir).firmware
+        if built is None:
+            raise SvtError(f"{project_dir} has no firmware build; build it with: svt-deploy "
+                           f"firmware --board {board.name} --out {project_dir}")
+        if built.board != board.name:
+            raise SvtError(f"{project_dir} holds firmware for board {built.board}, not "
+                           f"{board.name}")
+        elf = Path(project_dir) / built.elf
+        image = cls(elf, elf.with_suffix(".bin"), elf.with_suffix(".hex"))
         missing = [p for p in (image.elf, image.bin, image.hex) if not p.is_file()]
         if missing:
             raise SvtError(f"{missing[0]} is missing; build it with: svt-deploy firmware "
@@ -53,12 +54,8 @@ class Image:
 
 
 def tool_order(board: Board) -> list[str]:
-    tools = board.flashing.get("tools") or list(TOOLS)
-    unknown = [t for t in tools if t not in TOOLS]
-    if unknown:
-        raise SvtError(f"board {board.name}: unknown flashing tool {unknown[0]!r}; known: "
-                       f"{', '.join(TOOLS)}")
-    return list(tools)
+    """The board's tools in order of preference (the board parser checked their names)."""
+    return list(board.flashing.tools)
 
 
 def choose_tool(board: Board, tool: str | None = None, which=shutil.which) -> tuple[str, str]:
@@ -78,16 +75,15 @@ def choose_tool(board: Board, tool: str | None = None, which=shutil.which) -> tu
 def flash_command(tool: str, executable: str, board: Board, image: Image) -> list[str]:
     cfg = board.flashing
     if tool == "openocd":
-        target = cfg.get("openocd_target")
+        target = cfg.openocd_target
         if not target:
             raise SvtError(f"board {board.name} has no [flashing] openocd_target")
-        interface = cfg.get("openocd_interface", "interface/stlink.cfg")
-        return [executable, "-f", interface, "-f", target,
+        return [executable, "-f", cfg.openocd_interface, "-f", target,
                 "-c", f"program {{{image.elf.as_posix()}}} verify reset exit"]
     if tool == "st-flash":
         return [executable, "--reset", "write", str(image.bin), f"0x{board.flash[0].base:08x}"]
     if tool == "pyocd":
-        target = cfg.get("pyocd_target")
+        target = cfg.pyocd_target
         if not target:
             raise SvtError(f"board {board.name} has no [flashing] pyocd_target")
         return [executable, "flash", "--target", target, str(image.hex)]
