@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from svt_deploy.cli import cached_test_accuracy  # noqa: E402
+from svt_deploy.pipeline.evaluation import cached_test_accuracy  # noqa: E402
 from svt_deploy.data import load_dataset  # noqa: E402
 from svt_deploy.errors import InfeasibleBudget  # noqa: E402
 from svt_deploy.ir import extract_ir  # noqa: E402

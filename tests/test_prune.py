@@ -1,3 +1,5 @@
+import argparse
+import dataclasses
 import json
 import sys
 
@@ -6,12 +8,16 @@ import pytest
 import torch
 
 from conftest import FIXTURES, randomize_bn, run_cli
+from svt_deploy.cli_args import add_budget_args
 from svt_deploy.forward import run_model
 from svt_deploy.ir import extract_ir, run_ir
 from svt_deploy.loading import LoadedModel, load_model
+from svt_deploy.memory import plan_memory
 from svt_deploy.model import SViTConfig, SpikingViT
-from svt_deploy.prune import (discover_groups, prune_space, pruned_copy, single_space_groups,
-                             unit_importance)
+from svt_deploy.prune import (Budget, PruneOptions, discover_groups, prune_space, pruned_copy,
+                             single_space_groups, unit_importance)
+from svt_deploy.prune.profile import NOISE_ALLOWANCE, _truncated
+from svt_deploy.stages import StageCache, stage_key
 
 sys.path.insert(0, str(FIXTURES))
 import published_spikformer  # noqa: E402
@@ -182,9 +188,80 @@ def test_third_party_model_prunes_with_max_reduction(published_trained, tmp_path
 
 
 def test_a_deeper_cached_profile_serves_a_smaller_drop_exactly():
-    from svt_deploy.prune import NOISE_ALLOWANCE, _truncated
     rows = [{"keep": 9, "drop": 0.5}, {"keep": 8, "drop": 3.0 + NOISE_ALLOWANCE + 0.1},
             {"keep": 7, "drop": 1.0}, {"keep": 6, "drop": 20.0}]
     # a fresh profile for max_drop 3 stops after the second row: the noisy third is unseen
     assert [r["keep"] for r in _truncated(rows, 3.0)] == [9, 8]
     assert _truncated(rows, 50.0) == rows
+
+
+# ----------------------------------------------------------------------------- options, cache
+
+def _other(value):
+    """A value of the same kind that differs from ``value``."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, tuple):
+        return value[:-1]
+    return "other" if value is None or isinstance(value, str) else None
+
+
+def test_every_prune_option_is_part_of_the_stage_key():
+    """Keys hash the typed options field by field: no option can be left off by hand."""
+    base = PruneOptions(max_drop=3, board="stm32h7")
+    key = stage_key("prune", base, "model", "data")
+    assert key == stage_key("prune", PruneOptions(max_drop=3, board="stm32h7"), "model", "data")
+    for f in dataclasses.fields(PruneOptions):
+        changed = dataclasses.replace(base, **{f.name: _other(getattr(base, f.name))})
+        assert stage_key("prune", changed, "model", "data") != key, f.name
+
+
+def test_every_prune_command_line_option_reaches_the_options():
+    p = argparse.ArgumentParser()
+    add_budget_args(p)
+    args = p.parse_args(["--max-drop", "3", "--board", "stm32h7"])
+    # every option of the prune stage is a field, and so part of the stage's key
+    assert set(vars(args)) <= {f.name for f in dataclasses.fields(PruneOptions)}
+    opts = PruneOptions.from_args(args)
+    assert opts.max_drop == 3 and opts.board == "stm32h7" and opts.policy == "prioritized"
+
+
+def test_budget_uses_the_one_fit_check():
+    ir = extract_ir(tiny(), (1, 28, 28))
+    plan = plan_memory(ir)
+    w, a = plan.weight_bytes, plan.arena_bytes
+    for flash, sram in ((None, None), (w, a), (w - 1, None), (None, a - 1), (w + 1, a + 1)):
+        budget = Budget(flash, sram, 3.0)
+        assert budget.fits(plan) == ((flash is None or w <= flash) and (sram is None or a <= sram))
+        assert budget.fit(plan).fits == budget.fits(plan)
+    board, budget = PruneOptions(max_drop=2, board="stm32h7", max_reduction=25).budget(w)
+    assert board.name == "stm32h7" and budget.flash_bytes == min(board.flash_budget,
+                                                                 int(w * 0.75))
+    assert budget.sram_bytes == board.sram_budget and budget.max_drop == 2
+
+
+def test_stage_cache_layouts(tmp_path):
+    stages = StageCache(tmp_path)  # one record per stage: a new key replaces the old one
+    stages.put("prune", "k1", {"a": 1})
+    assert stages.get("prune", "k1") == {"a": 1}
+    stages.put("prune", "k2", {"a": 2})
+    assert stages.get("prune", "k1") is None and stages.get("prune", "k2") == {"a": 2}
+    assert (tmp_path / ".stages" / "prune.json").is_file()
+    work = StageCache.work(tmp_path)  # one record per key: results side by side
+    work.put("sensitivity", "k1", {"a": 1})
+    work.put("sensitivity", "k2", {"a": 2})
+    assert work.get("sensitivity", "k1") == {"a": 1} and work.get("sensitivity", "k2") == {"a": 2}
+    cells = work.cells("sensitivity", "k1")
+    cells.put("abc", "3", {"accuracy": 0.5})
+    assert (tmp_path / ".cache" / "sensitivity-k1.cells" / "abc-3.json").is_file()
+    assert cells.get("abc", "3") == {"accuracy": 0.5}
+    (tmp_path / ".cache" / "sensitivity-k2.json").write_text("{not json")
+    assert work.get("sensitivity", "k2") is None  # damaged: recomputed, not an error
+    assert work.agreed("sensitivity", "k1", valid=lambda r: r["a"] > 1) is None
+    calls = []
+    assert work.through("test", "k", lambda: calls.append(1) or {"accuracy": 0.25}) \
+        == {"accuracy": 0.25}
+    assert work.through("test", "k", lambda: calls.append(1) or {}) == {"accuracy": 0.25}
+    assert calls == [1]

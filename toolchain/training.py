@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from .data import Dataset
 from .evaluate import on_device
@@ -82,8 +83,6 @@ def train_steps(model: nn.Module, ds: Dataset, images: np.ndarray, labels: np.nd
 def _data_parallel(model: nn.Module, rt) -> nn.Module:
     if not rt.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     # published models define modules their forward never calls (LayerNorms, talking_heads)
     return DistributedDataParallel(
         model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None,

@@ -1,0 +1,287 @@
+"""The pruner: the prioritized loop with back-off, staged pruning with recovery
+fine-tunes, and the final fine-tune.
+
+Decisions use a validation split carved from the training data; the test split is only
+used to report.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import Dataset
+from ..errors import InfeasibleBudget
+from ..ir import extract_ir
+from ..loading import LoadedModel
+from ..memory import plan_memory
+from ..stages import StageCache
+from ..training import train_steps
+from .groups import (Group, discover_groups, group_units, keep_count, pruned_copy, sized_groups,
+                     touching_params)
+from .options import Budget, PruneOptions
+from .policies import (State, allocation_passes, check_policy, drop_limit, drop_points,
+                       state_of, uniform_rate_state)
+from .profile import Validator, profile_sensitivity
+
+
+@dataclass
+class PruneResult:
+    state: State
+    baseline: State
+    groups: list[dict] = field(default_factory=list)  # per group: before/after, rate, drops
+    explored: list[dict] = field(default_factory=list)  # every candidate measured
+    finetune: dict | None = None
+    pruned_accuracy: float | None = None  # check accuracy before fine-tuning
+    before_finetune: State | None = None  # the pruned model before the final fine-tune
+
+
+def _group_row(g: Group, before: State, after: State, rate: float, profiled, measured):
+    return {"group": g.label, "space": g.space, "units_before": group_units(before.ir, g),
+            "units_after": group_units(after.ir, g),
+            "params_before": touching_params(before.ir, g.spaces),
+            "params_after": touching_params(after.ir, g.spaces), "rate": round(rate, 4),
+            "profiled_drop": profiled, "measured_drop": measured}
+
+
+def prioritized(start: State, base: State, budget: Budget, val: Validator, profile: dict,
+                log, explored: list, rows: list, groups: list[Group],
+                allocation: str = "proportional") -> State:
+    """The prioritized policy: groups largest first, each pruned as far as its drop
+    allowance (``policies.allocation_passes``) and the profile allow, re-measured, backed
+    off on failure, stopping as soon as the budget is met."""
+    cur = start
+    for i, proportional in enumerate(allocation_passes(allocation)):
+        if i and budget.fits(cur.plan):
+            break
+        cur = prioritized_pass(cur, base, budget, val, profile, log, explored, rows, groups,
+                               proportional=proportional)
+    return cur
+
+
+def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
+                     profile: dict, log, explored: list, rows: list, all_groups: list[Group],
+                     proportional: bool = False) -> State:
+    """One pass over the groups (sized as in ``start``), largest first."""
+    cur = start
+    groups = sized_groups(cur.ir, all_groups)
+    for i, g in enumerate(groups):
+        if budget.fits(cur.plan):
+            break
+        spent = drop_points(base, cur.accuracy)
+        limit = drop_limit(groups, i, spent, budget.max_drop, proportional)
+        cands = []
+        for row in profile.get(g.space, []):
+            if row.get("drop") is None or row["keep"] >= g.units:
+                continue
+            if spent + row["drop"] <= limit:
+                model, ir = pruned_copy(cur.loaded, cur.ir, g, row["keep"])
+                cands.append((row, model, ir, plan_memory(ir)))
+        if not cands:
+            log(f"  {g.label}: every profiled rate would exceed the drop; kept as is")
+            rows.append(_group_row(g, cur, cur, 0.0, None, None))
+            continue
+        meeting = [c for c in cands if budget.fits(c[3])]
+        if meeting:  # the mildest rate that meets the budget, then milder ones
+            first = min(meeting, key=lambda c: c[0]["rate"])
+            order = [first] + sorted((c for c in cands if c[0]["rate"] < first[0]["rate"]),
+                                     key=lambda c: -c[0]["rate"])
+        else:  # the most aggressive rate within the drop, backing off on failure
+            order = sorted(cands, key=lambda c: -c[0]["rate"])
+        accepted = None
+        for row, model, ir, plan in order:
+            acc = val.check(model.model)
+            drop = drop_points(base, acc)
+            explored.append({"group": g.label, "rate": round(row["rate"], 4),
+                             "keep": row["keep"], "params": plan.params,
+                             "weight_bytes": plan.weight_bytes, "arena_bytes": plan.arena_bytes,
+                             "val_accuracy": round(acc, 5), "drop": round(drop, 3),
+                             "accepted": drop <= budget.max_drop})
+            if drop <= budget.max_drop:
+                accepted = (row, State(model, ir, plan, acc))
+                break
+            log(f"  {g.label}: rate {row['rate']:.0%} measured {drop:.2f} pt > "
+                f"{budget.max_drop:g}; backing off")
+        if accepted is None:
+            rows.append(_group_row(g, cur, cur, 0.0, cands[0][0]["drop"], None))
+            continue
+        row, new = accepted
+        rows.append(_group_row(g, cur, new, row["rate"], row["drop"],
+                               round(drop_points(base, new.accuracy), 3)))
+        log(f"  {g.label}: {g.units} -> {row['keep']} units (rate {row['rate']:.0%}), "
+            f"weights {new.plan.weight_bytes:,} B, val drop "
+            f"{drop_points(base, new.accuracy):.2f} pt")
+        cur = new
+    return cur
+
+
+class Pruner:
+    """Runs a policy from a baseline model to a model that meets ``budget``.
+
+    Settings come as ``options`` (``PruneOptions``) or, as before, as keywords named like
+    its fields (``policy=``, ``profile_samples=``, ...; ``max_drop`` is the budget's).
+    Profiles are cached in ``cache`` (a keyed ``StageCache``, e.g. ``StageCache.work(out)``)
+    or, given a directory, in a keyed cache there (``cache_dir``)."""
+
+    def __init__(self, loaded: LoadedModel, ds: Dataset, budget: Budget,
+                 options: PruneOptions | None = None, *, cache: StageCache | None = None,
+                 cache_dir: Path | None = None, log=print, progress=None, **settings):
+        if options is None:
+            options = PruneOptions(max_drop=budget.max_drop, **settings)
+        elif settings:
+            raise TypeError(f"Pruner: give {', '.join(settings)} in the options, not as "
+                            "keywords")
+        check_policy(options.policy)
+        if cache is None and cache_dir is not None:
+            cache = StageCache(cache_dir, None, keyed=True)
+        self.ds, self.budget, self.options, self.policy = ds, budget, options, options.policy
+        self.val = Validator(ds, options.profile_samples, options.check_samples)
+        self.cache = cache
+        self.ladder, self.log, self.progress = options.ladder, log, progress
+        self.allocation = options.allocation
+        self.timings: dict[str, float] = {}
+        t = time.time()
+        ir = extract_ir(loaded.model, ds.input_shape)
+        self.baseline = state_of(loaded, ir, self.val.check(loaded.model))
+        self.groups = discover_groups(loaded, ir, log)
+        self.timings["baseline"] = time.time() - t
+
+    def profile(self, state: State, max_drop: float) -> dict:
+        """Sensitivity of every group of ``state`` (cached on disk)."""
+        t = time.time()
+        groups = sized_groups(state.ir, self.groups)
+        prof = profile_sensitivity(state.loaded, state.ir, groups, self.val, max_drop,
+                                   self.cache, self.ladder, self.progress)
+        self.timings["profiling"] = self.timings.get("profiling", 0) + time.time() - t
+        return prof
+
+    def _finetune(self, state: State, epochs: float, seed: int) -> State:
+        o = self.options
+        t = time.time()
+        x, y = self.ds.split("train", o.finetune_samples)
+        loaded = copy.deepcopy(state.loaded)
+        train_steps(loaded.model, self.ds, x, y, epochs=epochs, lr=o.finetune_lr, seed=seed,
+                    progress=self.progress)
+        ir = extract_ir(loaded.model, self.ds.input_shape)
+        new = state_of(loaded, ir, self.val.check(loaded.model))
+        self.timings["finetuning"] = self.timings.get("finetuning", 0) + time.time() - t
+        return new
+
+    def _final_finetune(self, before: State, result: PruneResult, stages: int,
+                        **record) -> State:
+        """The closing fine-tune of ``before``, recorded in ``result.finetune``."""
+        o = self.options
+        after = self._finetune(before, o.finetune_epochs, seed=o.finetune_seed)
+        result.finetune = {"epochs": o.finetune_epochs, "samples": o.finetune_samples,
+                           "lr": o.finetune_lr, "stages": stages, **record,
+                           "val_before": round(before.accuracy, 5),
+                           "val_after": round(after.accuracy, 5)}
+        return after
+
+    def run(self) -> PruneResult:
+        base, budget, o = self.baseline, self.budget, self.options
+        result = PruneResult(state=base, baseline=base)
+        if budget.fits(base.plan):
+            self.log("the model already meets the budget; nothing to prune")
+            return result
+        if self.policy == "uniform":
+            result.state = self._uniform(base, result)
+        elif o.finetune_epochs > 0:
+            result.state = self._staged(base, result)
+        else:
+            self.log(f"profiling sensitivity of {len(self.groups)} groups on "
+                     f"{self.val.profile_samples} validation images")
+            profile = self.profile(base, budget.max_drop)
+            t = time.time()
+            result.state = prioritized(base, base, budget, self.val, profile, self.log,
+                                       result.explored, result.groups, self.groups,
+                                       self.allocation)
+            self.timings["pruning"] = time.time() - t
+        if not budget.fits(result.state.plan):
+            s = result.state
+            raise InfeasibleBudget(
+                f"cannot meet {budget.describe()}: the smallest model reached within the drop "
+                f"has {s.plan.weight_bytes:,} B of weights and a {s.plan.arena_bytes:,} B arena "
+                f"at a {drop_points(base, s.accuracy):.2f} pt validation drop; allow a larger "
+                "--max-drop, add --finetune-epochs, or pick a larger board")
+        result.pruned_accuracy = result.pruned_accuracy or result.state.accuracy
+        if o.finetune_epochs > 0 and result.finetune is None:
+            before = result.before_finetune = result.state
+            self.log(f"fine-tuning {o.finetune_epochs:g} epochs on {o.finetune_samples} "
+                     "training images")
+            result.state = self._final_finetune(before, result, stages=0)
+        if drop_points(base, result.state.accuracy) > budget.max_drop:
+            raise InfeasibleBudget(
+                f"cannot meet {budget.describe()}: the pruned model's validation drop is "
+                f"{drop_points(base, result.state.accuracy):.2f} pt; allow a larger "
+                "--max-drop or more --finetune-epochs")
+        return result
+
+    def _uniform(self, base: State, result: PruneResult) -> State:
+        o = self.options
+        t = time.time()
+        rate, loaded, ir = uniform_rate_state(base, self.budget, self.groups, self.log)
+        if rate < 0:
+            raise InfeasibleBudget(f"cannot meet {self.budget.describe()} with the uniform "
+                                   "policy even at a 99 % rate")
+        acc = self.val.check(loaded.model)
+        new = state_of(loaded, ir, acc)
+        if o.finetune_epochs > 0:
+            result.pruned_accuracy = acc
+            result.before_finetune = new
+            self.log(f"fine-tuning {o.finetune_epochs:g} epochs on {o.finetune_samples} images")
+            new = self._final_finetune(new, result, stages=0)
+        for g in self.groups:
+            result.groups.append(_group_row(g, base, new, 1 - keep_count(g.units, rate) / g.units,
+                                            None, round(drop_points(base, new.accuracy), 3)))
+        result.explored.append({"group": "all", "rate": rate, "params": new.plan.params,
+                                "weight_bytes": new.plan.weight_bytes,
+                                "arena_bytes": new.plan.arena_bytes,
+                                "val_accuracy": round(new.accuracy, 5),
+                                "drop": round(drop_points(base, new.accuracy), 3),
+                                "accepted": True})
+        self.timings["pruning"] = time.time() - t
+        return new
+
+    def _staged(self, base: State, result: PruneResult) -> State:
+        """Prune in stages, each followed by a short recovery fine-tune, so that budgets
+        one-shot pruning cannot reach within the drop become reachable. Every stage is held
+        to ``max_drop`` against the original baseline: the recovery fine-tune is what buys
+        the headroom for the next stage, and the model before the final fine-tune is
+        itself within the drop."""
+        o = self.options
+        budget, cur, stage = self.budget, base, 0
+        while not budget.fits(cur.plan):
+            stage += 1
+            target = Budget(
+                flash_bytes=None if budget.flash_bytes is None else max(
+                    budget.flash_bytes, int(cur.plan.weight_bytes * o.stage_shrink)),
+                sram_bytes=budget.sram_bytes, max_drop=budget.max_drop, source=f"stage {stage}")
+            self.log(f"stage {stage}: prune to {target.describe()}")
+            profile = self.profile(cur, budget.max_drop)
+            t = time.time()
+            rows: list = []
+            pruned = prioritized(cur, base, target, self.val, profile, self.log,
+                                 result.explored, rows, self.groups, self.allocation)
+            self.timings["pruning"] = self.timings.get("pruning", 0) + time.time() - t
+            if pruned.plan.weight_bytes >= cur.plan.weight_bytes and \
+                    pruned.plan.arena_bytes >= cur.plan.arena_bytes:
+                self.log(f"stage {stage}: no group can be pruned further within the drop")
+                return cur
+            result.groups.extend(dict(r, stage=stage) for r in rows)
+            result.pruned_accuracy = pruned.accuracy
+            if budget.fits(pruned.plan):
+                cur = pruned
+                break
+            self.log(f"stage {stage}: recovery fine-tune ({o.recovery_epochs:g} epoch)")
+            cur = self._finetune(pruned, o.recovery_epochs, seed=stage)
+            self.log(f"stage {stage}: val accuracy {pruned.accuracy:.4f} -> {cur.accuracy:.4f}")
+        before = result.before_finetune = cur
+        self.log(f"fine-tuning {o.finetune_epochs:g} epochs on {o.finetune_samples} "
+                 "training images")
+        final = self._final_finetune(before, result, stages=stage,
+                                     recovery_epochs=o.recovery_epochs)
+        result.pruned_accuracy = before.accuracy
+        return final
