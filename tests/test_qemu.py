@@ -76,12 +76,16 @@ def test_counter_converts_to_instructions_and_repeats(qemu_builds, name):
             counts = {link.calibrate(n) for _ in range(3)}
             assert len(counts) == 1, counts  # exactly repeatable
             assert 2 * n <= info.instructions(counts.pop()) <= 2 * n + 200
-        # exact under -icount: the count starts right after a SysTick interrupt, so the
-        # interrupts inside it fall at the same instructions every time
+        # repeatable to one SysTick clock under -icount: the count starts right after a
+        # SysTick interrupt, so the interrupts inside it fall at the same instructions; only
+        # where the 3-instruction wait loop was when the tick came varies (with the host's
+        # I/O timing), and that can move the end across one clock edge (6 instructions at
+        # 168 MHz, 40 at 25 MHz)
         runs = [link.infer(x[i], info) for i in (0, 1) * 4]
         assert all(np.array_equal(r.scores, host[i % 2]) for i, r in enumerate(runs))
-        assert len({r.counter for r in runs[0::2]}) == 1, [r.counter for r in runs]
-        assert len({r.counter for r in runs[1::2]}) == 1, [r.counter for r in runs]
+        for image in (0, 1):
+            counters = [r.counter for r in runs[image::2]]
+            assert max(counters) - min(counters) <= 1, counters
     assert dev.exit_code == 0  # stopped through the firmware's semihosting exit
 
 
