@@ -40,6 +40,13 @@ def test_third_party_model_end_to_end_with_max_reduction(deployed):
     assert {"name", "params_before", "params_after", "rate"} <= set(report["layers"][0])
     fw = report["firmware"]
     assert {"text", "data", "bss", "flash_used", "sram_used", "fits"} <= set(fw) and fw["fits"]
+    assert fw["elf"] == "svt_stm32h7.elf"  # relative to the output directory
+    # the stages told each other through the project manifest, and the report agrees with it
+    manifest = json.loads((out / "firmware_project" / "manifest.json").read_text())
+    assert manifest["firmware"]["board"] == "stm32h7" and manifest["firmware"]["fits"]
+    assert manifest["firmware"]["placement"][".svt_arena"] == fw["arena_region"]
+    assert report["pruned"]["flash_bytes"] == manifest["model"]["weight_bytes"]
+    assert report["pruned"]["sram_bytes"] == manifest["model"]["arena_bytes"]
     host = report["host_emulation"]
     assert host["samples"] == 300 and host["agreement"] >= 0.995
     dev = report["device"]

@@ -11,6 +11,13 @@ def test_reference_model_accuracy_on_all_test_images():
     assert result["params"] >= 600_000
 
 
+def test_test_samples_limits_the_images_as_in_prune():
+    # evaluate takes the same --test-samples spelling as prune and deploy
+    result = json.loads(run_cli("evaluate", "--test-samples", "300", "--json",
+                                check=True).stdout)
+    assert result["samples"] == 300
+
+
 def test_third_party_published_layout_model(published_trained):
     model_def, weights, data = published_trained
     proc = run_cli("evaluate", "--model-def", model_def, "--weights", str(weights),

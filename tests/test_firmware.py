@@ -25,12 +25,13 @@ from svt_deploy.firmware import (
     parse_memory_usage,
     parse_overflows,
     qemu_variant,
-    require_cross_toolchain,
 )
 from svt_deploy.flashing import flash
 from svt_deploy.ir import extract_ir
+from svt_deploy.manifest import read_manifest
 from svt_deploy.memory import plan_memory
 from svt_deploy.model import SpikingViT, SViTConfig
+from svt_deploy.tools import require_cross_toolchain, require_tool
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")
@@ -89,6 +90,30 @@ def test_firmware_builds_with_werror_and_matches_the_memory_model(built, tiny_ir
 
 
 @needs_arm
+@pytest.mark.parametrize("name", ["stm32h7", "stm32f405"])
+def test_the_board_build_is_recorded_in_the_manifest(built, tiny_ir, name):
+    """The firmware stage adds what the linker made (FirmwareFacts) to the project's
+    manifest; the emulator's build does not replace the board's."""
+    _, plan = tiny_ir
+    project, builds = built[name]
+    hw = builds[False]
+    facts = read_manifest(project).firmware
+    assert facts is not None and facts.board == name and facts.fits
+    assert facts.elf == "firmware/build/svt_firmware.elf" and (project / facts.elf).is_file()
+    assert facts.weight_bytes == plan.weight_bytes and facts.arena_bytes == plan.arena_bytes
+    assert facts.regions == {r.name: {"used": r.used, "size": r.size} for r in hw.regions}
+    assert facts.flash_used == hw.region("FLASH").used
+    assert facts.sram_used == sum(r.used for r in hw.regions if r.name != "FLASH")
+    assert facts.text + facts.data == facts.flash_used  # .data's image is in flash too
+    # placement: where the linker put each section, by address, in the map's regions
+    assert facts.placement[".svt_weights"] == facts.placement[".text"] == "FLASH"
+    assert facts.placement[".svt_arena"] == hw.arena_region
+    system = {"stm32h7": "DTCM", "stm32f405": "SRAM"}[name]
+    assert facts.placement[".bss"] == facts.placement[".stack"] == system
+    assert builds[True].facts.placement[".svt_arena"] == builds[True].arena_region
+
+
+@needs_arm
 def test_qemu_build_links_the_h7_sizes_at_mps2_addresses(built):
     project, builds = built["stm32h7"]
     script = (project / "firmware" / "linker_qemu.ld").read_text()
@@ -124,16 +149,21 @@ def test_generated_project_rebuilds_with_make_alone(built, tmp_path):
 
 
 def _small_board(tmp_path: Path, flash_kb: int, sram_kb: int) -> Path:
-    """A copy of stm32f405.toml with smaller regions: a board the model is too big for."""
-    text = (Path(load_board("stm32f405").path)).read_text()
-    text = text.replace('name = "stm32f405"', 'name = "tiny-f405"')
-    text = re.sub(r'(name = "FLASH"\nbase = 0x08000000\nsize = )\d+', rf"\g<1>{flash_kb * 1024}",
-                  text)
-    text = re.sub(r'(name = "SRAM"\nbase = 0x20000000\nsize = )\d+', rf"\g<1>{sram_kb * 1024}",
-                  text)
+    """A copy of stm32f405.toml on a copy of its SoC with smaller regions: a board the model
+    is too big for."""
+    board = load_board("stm32f405")
+    text = Path(board.path).read_text().replace('name = "stm32f405"', 'name = "tiny-f405"')
+    text = text.replace('soc = "stm32f405"', 'soc = "tiny-f405"')
+    soc = (Path(board.path).parent / "soc" / "stm32f405.toml").read_text()
+    soc = soc.replace('name = "stm32f405"', 'name = "tiny-f405"')
+    soc = re.sub(r'(name = "FLASH"\nbase = 0x08000000\nsize = )\d+', rf"\g<1>{flash_kb * 1024}",
+                 soc)
+    soc = re.sub(r'(name = "SRAM"\nbase = 0x20000000\nsize = )\d+', rf"\g<1>{sram_kb * 1024}",
+                 soc)
     directory = tmp_path / "boards"
-    directory.mkdir(exist_ok=True)
+    (directory / "soc").mkdir(parents=True, exist_ok=True)
     (directory / "tiny-f405.toml").write_text(text)
+    (directory / "soc" / "tiny-f405.toml").write_text(soc)
     return directory
 
 
@@ -184,6 +214,9 @@ def test_missing_toolchain_names_the_apt_package(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(SvtError, match="apt-get install (make|gcc-arm-none-eabi)"):
         require_cross_toolchain()
+    with pytest.raises(SvtError, match=r"^arm-none-eabi-size not found; install it with: "
+                                       r"sudo apt-get install binutils-arm-none-eabi$"):
+        require_tool("arm-none-eabi-size")
     from svt_deploy.qemu import QemuDevice
     with pytest.raises(SvtError, match="apt-get install qemu-system-arm"):
         QemuDevice("x.elf", load_board("stm32h7")).start()

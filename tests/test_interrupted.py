@@ -134,9 +134,8 @@ def test_killed_during_pruning_then_rerun(published_trained, reference, tmp_path
 
 def test_killed_during_device_check_then_rerun(published_trained, reference, tmp_path):
     """The out directory as a run leaves it before its firmware stage (a copy of the
-    reference's, less what the firmware and device stages and the report wrote: the
-    firmware stage's record names its out directory), the deploy killed while its QEMU
-    runs, then run again."""
+    reference's, less what the firmware and device stages and the report wrote), the
+    deploy killed while its QEMU runs, then run again."""
     out = tmp_path / "h7"
     shutil.copytree(reference["out"], out, ignore=shutil.ignore_patterns(
         "firmware.json", "device.json", "build-qemu", "report.*", "*.png"))

@@ -3,94 +3,48 @@
     svt-deploy --board stm32h7 --max-drop 3        # the whole pipeline (deploy)
     svt-deploy boards | analyze | evaluate | prune | generate | emulate | firmware | ...
 
-Errors caused by input or environment print one line and exit non-zero; ``--debug``
-shows the traceback.
+The commands only parse their arguments into the pipeline's typed options, call the
+pipeline (``svt_deploy.pipeline``) and print what it returns. Errors caused by input or
+environment print one line and exit non-zero; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import shlex
 import sys
 import traceback
+from pathlib import Path
 
 from . import cli_args as num
-from .cli_args import ArgParser
+from . import cli_device, cli_tflite
+from .analysis import analyze, format_analysis
+from .boards import all_boards, fmt_bytes, load_board
+from .cli_args import (ArgParser, Commands, add_budget_args, add_common, add_model_args,
+                       model_inputs, prune_options)
 from .errors import SvtError
+from .pipeline import DeployOptions, deploy, load_inputs
+from .pipeline.common import silent, stderr_log
+from .pipeline.evaluation import evaluate_model
+from .pipeline.generation import generate_checked
+from .pipeline.host_check import host_emulation
+from .pipeline.on_device import DeviceTarget
+from .pipeline.pruning import run_prune
+from .prune import format_table
+from .report import format_summary
+from .runtime import current
 
-COMMANDS = {}
-
-
-def command(name: str, help_text: str):
-    def register(fn):
-        COMMANDS[name] = (fn, help_text)
-        return fn
-    return register
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model-def", metavar="FILE.py:FACTORY",
-                   help="Python file and zero-argument factory returning the nn.Module "
-                        "(default: the reference SViT)")
-    g.add_argument("--weights", metavar="W.pt",
-                   help="state dict or svt-deploy checkpoint (default: examples/reference_svit.pt)")
-    g.add_argument("--data", metavar="PATH",
-                   help="IDX directory, CIFAR-10 batch directory, .npz, or an image folder "
-                        "(train/ and test/ with one sub-directory of PNG/JPEG per class) "
-                        "(default: /usr/share/datasets/fashion-mnist)")
-    g.add_argument("--normalize", nargs=2, type=num.finite, action=num.MeanStd,
-                   metavar=("MEAN", "STD"),
-                   help="subtract MEAN and divide by STD after scaling uint8 images to [0, 1]")
-    g = p.add_argument_group("compute")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where evaluation, profiling and fine-tuning run (auto: CUDA when "
-                        "PyTorch sees a GPU); IR extraction and C generation stay on the CPU")
-    g.add_argument("--batch-size", type=num.count, default=250, metavar="N",
-                   help="images per evaluation batch (default 250; results do not depend "
-                        "on it)")
-
-
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def load_inputs(args, need_data: bool = True):
-    """(LoadedModel, Dataset) from the common model/data options, checked against each other."""
-    from .data import load_dataset
-    from .loading import load_model
-    from .runtime import configure
-
-    configure(args.device, args.batch_size)
-    ds = load_dataset(args.data, tuple(args.normalize) if args.normalize else None) \
-        if need_data else None
-    loaded = load_model(args.model_def, args.weights)
-    if ds is not None:
-        if loaded.input_shape and tuple(loaded.input_shape) != ds.input_shape:
-            raise SvtError(f"the model expects {tuple(loaded.input_shape)} images but the data "
-                           f"has {ds.input_shape}; pass the --data it was trained on")
-        loaded.input_shape = ds.input_shape
-    return loaded, ds
-
-
-def progress_bar(total: int, desc: str, quiet: bool):
-    from tqdm import tqdm
-    # bars only on a terminal: in logs and pipes they would bury the messages
-    return tqdm(total=total, desc=desc, unit="img", disable=quiet or not sys.stderr.isatty(),
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+COMMANDS = Commands()
 
 
 # ----------------------------------------------------------------------------- boards
 
-@command("boards", "list the board profiles and their memory limits")
+@COMMANDS.register("boards", "list the board profiles and their memory limits")
 def cmd_boards(argv):
     p = ArgParser(prog="svt-deploy boards", description="List board profiles.")
     add_common(p)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from .boards import all_boards, fmt_bytes
-
     boards = all_boards()
     if args.json:
         print(json.dumps([{"name": b.name, "mcu": b.mcu, "core": b.core, "fpu": b.fpu,
@@ -112,7 +66,7 @@ def cmd_boards(argv):
 
 # ----------------------------------------------------------------------------- analyze
 
-@command("analyze", "per-layer flash and SRAM of a model against a board's limits")
+@COMMANDS.register("analyze", "per-layer flash and SRAM of a model against a board's limits")
 def cmd_analyze(argv):
     p = ArgParser(prog="svt-deploy analyze",
                   description="Flash (fp32 weights, BN folded) and peak SRAM "
@@ -122,11 +76,8 @@ def cmd_analyze(argv):
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
-    from .analysis import analyze, format_analysis
-    from .boards import load_board
-
     board = load_board(args.board)
-    loaded, ds = load_inputs(args, need_data=args.data is not None)
+    loaded, _ = load_inputs(model_inputs(args), need_data=args.data is not None)
     result = analyze(loaded, board)
     print(json.dumps(result, indent=2) if args.json else format_analysis(result))
     return 0
@@ -134,177 +85,31 @@ def cmd_analyze(argv):
 
 # ----------------------------------------------------------------------------- evaluate
 
-@command("evaluate", "top-1 test accuracy of a model")
+@COMMANDS.register("evaluate", "top-1 test accuracy of a model")
 def cmd_evaluate(argv):
     p = ArgParser(prog="svt-deploy evaluate",
                   description="Top-1 accuracy on the test split.")
     add_model_args(p)
     add_common(p)
-    p.add_argument("--samples", type=num.count, default=None,
-                   help="first N test images (default: all)")
+    p.add_argument("--samples", "--test-samples", dest="samples", type=num.count, default=None,
+                   help="first N test images (default: all; --test-samples as in prune)")
     p.add_argument("--json", action="store_true",
                    help='print {"accuracy": ..., "samples": ..., "params": ...}')
     args = p.parse_args(argv)
-    from .evaluate import accuracy
-
-    loaded, ds = load_inputs(args)
-    x, y = ds.split("test", args.samples)
-    with progress_bar(len(y), "evaluate", args.quiet or args.json) as bar:
-        try:
-            acc = accuracy(loaded.model, ds, x, y, progress=bar.update)
-        except (RuntimeError, ValueError) as e:
-            raise SvtError(f"the model failed on {ds.input_shape} images from the data: "
-                           f"{str(e).splitlines()[0][:160]}") from None
-    params = sum(t.numel() for t in loaded.model.parameters())
-    structure = structure_check(loaded.model, ds.input_shape)
+    loaded, ds = load_inputs(model_inputs(args))
+    e = evaluate_model(loaded, ds, args.samples, args.quiet or args.json)
     if args.json:
-        print(json.dumps({"accuracy": round(acc, 6), "samples": int(len(y)), "params": params,
-                          "structure": structure}))
+        print(json.dumps({"accuracy": round(e.accuracy, 6), "samples": e.samples,
+                          "params": e.params, "structure": e.structure}))
     else:
-        print(f"accuracy {acc:.4f} on {len(y)} test images ({params:,} parameters)")
-        print(f"structure: {structure}")
+        print(f"accuracy {e.accuracy:.4f} on {e.samples} test images ({e.params:,} parameters)")
+        print(f"structure: {e.structure}")
     return 0
-
-
-def structure_check(model, input_shape) -> str:
-    """The deploy's structure check (IR extraction, verified against the model), as a line:
-    "verified", or why the deploy would refuse this model."""
-    from .ir import extract_ir
-
-    try:
-        extract_ir(model, input_shape)
-    except SvtError as e:
-        return f"could not verify: {e}"
-    return "verified"
 
 
 # ----------------------------------------------------------------------------- prune
 
-def add_budget_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("budget")
-    g.add_argument("--board", help="board profile whose flash and SRAM set the budget")
-    g.add_argument("--max-drop", type=num.drop_points, required=True, metavar="PTS",
-                   help="tolerated top-1 accuracy drop in points")
-    g.add_argument("--target-flash", type=num.size, metavar="SIZE",
-                   help="weight bytes allowed (e.g. 900KB)")
-    g.add_argument("--target-sram", type=num.size, metavar="SIZE",
-                   help="arena bytes allowed (e.g. 96KB)")
-    g.add_argument("--max-reduction", type=num.reduction_pct, metavar="PCT",
-                   help="cut the weight bytes by PCT percent (the paper's setting)")
-    g = p.add_argument_group("pruning")
-    g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
-    g.add_argument("--allocation", choices=("proportional", "greedy"), default="proportional",
-                   help="how the prioritized policy shares the drop among groups: in "
-                        "proportion to their size (default), or all of it to each in turn "
-                        "(the paper's literal rule)")
-    g.add_argument("--finetune-epochs", type=num.non_negative, default=0, metavar="N",
-                   help="fine-tune after pruning (and between stages when one shot cannot "
-                        "reach the budget)")
-    g.add_argument("--finetune-samples", type=num.count, default=20000, metavar="N",
-                   help="training images used for fine-tuning (default 20000)")
-    g.add_argument("--finetune-lr", type=num.positive, default=5e-4)
-    g.add_argument("--profile-samples", type=num.count, default=1000, metavar="N",
-                   help="validation images per sensitivity measurement (default 1000)")
-    g.add_argument("--check-samples", type=num.count, default=2500, metavar="N",
-                   help="validation images to check each applied step (default 2500)")
-    g.add_argument("--test-samples", type=num.count, default=None, metavar="N",
-                   help="test images for the reported accuracy (default: all)")
-
-
-def budget_from_args(args, baseline_weight_bytes: int | None = None):
-    from .boards import load_board
-    from .prune import Budget
-
-    # the numbers were range-checked while parsing (cli_args); sizes are already bytes
-    board = load_board(args.board) if args.board else None
-    if board is None and not (args.target_flash or args.target_sram or args.max_reduction):
-        raise SvtError("give --board, or a budget with --target-flash/--target-sram/"
-                       "--max-reduction")
-    flash = board.flash_budget if board else None
-    sram = board.sram_budget if board else None
-    source = [f"board {board.name}"] if board else []
-    if args.target_flash:
-        flash = args.target_flash
-        source.append("--target-flash")
-    if args.target_sram:
-        sram = args.target_sram
-        source.append("--target-sram")
-    if args.max_reduction is not None:
-        target = int(baseline_weight_bytes * (1 - args.max_reduction / 100))
-        flash = target if flash is None else min(flash, target)
-        source.append(f"--max-reduction {args.max_reduction:g}%")
-    return board, Budget(flash, sram, args.max_drop, " + ".join(source))
-
-
-def cached_test_accuracy(model, ds, fingerprint: str, samples, cache_dir, quiet: bool,
-                         desc: str) -> tuple[float, int]:
-    """Test accuracy (reporting only), cached by model and data fingerprints."""
-    from .checkpoint import atomic_write_bytes
-    from .evaluate import accuracy
-    from .runtime import current
-
-    rt = current()
-    x, y = ds.split("test", samples)
-    path = cache_dir / f"test-{fingerprint}-{ds.fingerprint()}-{len(y)}.json"
-    if rt.all_true(path.is_file()):
-        return json.loads(path.read_text())["accuracy"], len(y)
-    with progress_bar(len(y), desc, quiet) as bar:
-        acc = accuracy(model, ds, x, y, progress=bar.update)
-    if rt.is_main:
-        atomic_write_bytes(path, json.dumps({"accuracy": acc}).encode())
-    return acc, len(y)
-
-
-def run_prune(args, loaded, ds, out_dir, log):
-    """Prune, report on the test split, write pruned_model.pt + prune_plan.json."""
-    import time
-    from pathlib import Path
-
-    from .ir import extract_ir
-    from .memory import plan_memory
-    from .prune import Pruner, plan_json, write_outputs
-    from .runtime import current
-
-    t0 = time.time()
-    base_plan = plan_memory(extract_ir(loaded.model, ds.input_shape))
-    board, budget = budget_from_args(args, base_plan.weight_bytes)
-    cache_dir = Path(out_dir) / ".cache"
-    bar = progress_bar(None, "measuring", args.quiet)
-    pruner = Pruner(loaded, ds, budget, policy=args.policy,
-                    profile_samples=args.profile_samples, check_samples=args.check_samples,
-                    cache_dir=cache_dir, finetune_epochs=args.finetune_epochs,
-                    finetune_samples=args.finetune_samples, finetune_lr=args.finetune_lr,
-                    allocation=args.allocation, log=log, progress=bar.update)
-    log(f"{args.policy} pruning: {budget.describe()}")
-    try:
-        result = pruner.run()
-    finally:
-        bar.close()
-    t = time.time()
-
-    def test_accuracy(lm, desc):
-        return cached_test_accuracy(lm.model, ds, lm.fingerprint(), args.test_samples,
-                                    cache_dir, args.quiet, desc)
-
-    base_acc, n = test_accuracy(loaded, "test (baseline)")
-    final_acc, _ = test_accuracy(result.state.loaded, "test (final)")
-    test = {"baseline": round(base_acc, 5), "final": round(final_acc, 5), "samples": n,
-            "drop": round((base_acc - final_acc) * 100, 3)}
-    if result.before_finetune is not None:  # final = after fine-tuning
-        test["pruned"] = round(test_accuracy(result.before_finetune.loaded,
-                                             "test (before fine-tuning)")[0], 5)
-    timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
-    plan = plan_json(result, budget, args.policy, pruner.groups, timings, test,
-                     {"board": board.name if board else None, "allocation": args.allocation,
-                      "validation": {"profile_samples": pruner.val.profile_samples,
-                                     "check_samples": pruner.val.check_samples,
-                                     "evaluations": pruner.val.evaluations}})
-    if current().is_main:  # under torchrun every rank holds the same result
-        write_outputs(Path(out_dir), result, plan)
-    return result, budget, plan, test, pruner.groups
-
-
-@command("prune", "PrimeSVT pruning to a board's budget within an accuracy drop")
+@COMMANDS.register("prune", "PrimeSVT pruning to a board's budget within an accuracy drop")
 def cmd_prune(argv):
     p = ArgParser(prog="svt-deploy prune",
                   description="Prioritized memory-aware structured pruning "
@@ -314,36 +119,21 @@ def cmd_prune(argv):
     add_common(p)
     p.add_argument("--out", default=None, help="output directory (default out/prune-<board>)")
     args = p.parse_args(argv)
-    from .prune import format_table
-    from .runtime import current
-
-    loaded, ds = load_inputs(args)
+    options = prune_options(args)
+    loaded, ds = load_inputs(model_inputs(args))
     out_dir = args.out or f"out/prune-{args.board or 'custom'}"
     main_rank = current().is_main  # under torchrun, rank 0 speaks for all
-    log = (lambda msg: print(msg, file=sys.stderr)) if main_rank and not args.quiet \
-        else (lambda *a: None)
-    result, budget, plan, test, groups = run_prune(args, loaded, ds, out_dir, log)
+    log = stderr_log(args.quiet) if main_rank else silent
+    outcome = run_prune(loaded, ds, options, out_dir, log, args.quiet)
     if main_rank:
-        print(format_table(result, budget, groups, test))
+        print(format_table(outcome.result, outcome.budget, outcome.groups, outcome.test))
         print(f"wrote {out_dir}/pruned_model.pt and {out_dir}/prune_plan.json")
     return 0
 
 
 # ----------------------------------------------------------------------------- generate
 
-def generate_sources(loaded, input_shape, out_dir, board=None):
-    """IR -> memory plan -> C sources in ``out_dir``; returns (ir, plan, Generated)."""
-    from .codegen import generate
-    from .ir import extract_ir
-    from .memory import plan_memory
-
-    ir = extract_ir(loaded.model, input_shape)
-    plan = plan_memory(ir)
-    gen = generate(ir, plan, out_dir, source=str(loaded.weights))
-    return ir, plan, gen
-
-
-@command("generate", "emit C sources (weights, kernels, model) for a model")
+@COMMANDS.register("generate", "emit C sources (weights, kernels, model) for a model")
 def cmd_generate(argv):
     p = ArgParser(prog="svt-deploy generate",
                   description="Generate dense C weight arrays (BN folded), the "
@@ -353,15 +143,10 @@ def cmd_generate(argv):
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
-    from .boards import load_board
-    from .memory import check_fit
-
     board = load_board(args.board)
-    loaded, ds = load_inputs(args, need_data=args.data is not None)
-    if loaded.input_shape is None:
-        raise SvtError("the model's input shape is unknown; pass --data")
-    _, plan, gen = generate_sources(loaded, loaded.input_shape, args.out)
-    fit = check_fit(plan, board)
+    loaded, _ = load_inputs(model_inputs(args), need_data=args.data is not None)
+    checked = generate_checked(loaded, board, args.out)
+    gen, fit = checked.generated, checked.fit
     print(f"wrote {len(gen.files)} files to {args.out}: weights {gen.weight_bytes:,} B, "
           f"arena {gen.arena_bytes:,} B, model hash {gen.model_hash}")
     if not fit.fits:
@@ -371,23 +156,9 @@ def cmd_generate(argv):
     return 0
 
 
-def host_emulation(loaded, ds, out_dir, samples, quiet, sanitize=False, workers=None):
-    """Generate, build with gcc and compare with PyTorch on the first ``samples`` test images."""
-    from .evaluate import predict
-    from .hostemu import build_host, compare, run_host
+# ----------------------------------------------------------------------------- emulate
 
-    ir, plan, gen = generate_sources(loaded, ds.input_shape, out_dir)
-    binary = build_host(out_dir, sanitize=sanitize)
-    x, y = ds.split("test", samples)
-    images = ds.as_tensor(x).numpy()
-    c_scores, seconds = run_host(binary, images, ir.num_classes, workers=workers)
-    with progress_bar(len(y), "pytorch", quiet) as bar:
-        ref = predict(loaded.model, ds, x, progress=bar.update)
-    result = compare(c_scores, ref, y)
-    return result, seconds, gen
-
-
-@command("emulate", "build the generated C on the host and compare it with PyTorch")
+@COMMANDS.register("emulate", "build the generated C on the host and compare it with PyTorch")
 def cmd_emulate(argv):
     p = ArgParser(prog="svt-deploy emulate",
                   description="Host emulation: gcc build of the generated C run "
@@ -402,9 +173,9 @@ def cmd_emulate(argv):
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
-    loaded, ds = load_inputs(args)
-    result, seconds, gen = host_emulation(loaded, ds, args.out, args.samples, args.quiet,
-                                          args.sanitize)
+    loaded, ds = load_inputs(model_inputs(args))
+    emu = host_emulation(loaded, ds, args.out, args.samples, args.quiet, args.sanitize)
+    result, seconds, gen = emu.comparison, emu.seconds, emu.generated
     if args.json:
         print(json.dumps(dict(result.as_dict(), seconds=round(seconds, 2),
                               weight_bytes=gen.weight_bytes, arena_bytes=gen.arena_bytes)))
@@ -415,8 +186,47 @@ def cmd_emulate(argv):
     return 0
 
 
-# Commands of the device and TFLite stages register themselves from their own modules.
-from . import cli_device, cli_tflite, deploy  # noqa: E402,F401
+# ----------------------------------------------------------------------------- device, TFLite
+
+COMMANDS.update(cli_device.COMMANDS)  # firmware, run-qemu, flash, validate
+COMMANDS.update(cli_tflite.COMMANDS)  # export-tflite
+
+
+# ----------------------------------------------------------------------------- deploy
+
+@COMMANDS.register("deploy", "the whole pipeline (also: svt-deploy --board B --max-drop D)")
+def cmd_deploy(argv):
+    p = ArgParser(
+        prog="svt-deploy",
+        description="Prune a spiking ViT to fit a board within an accuracy drop, generate "
+                    "C, check it on the host, build the firmware and validate it on the "
+                    "emulated board (or a real one with --port).")
+    add_budget_args(p)
+    add_model_args(p)
+    add_common(p)
+    p.add_argument("--out", help="output directory (default out/<board>)")
+    p.add_argument("--host-samples", type=num.count, default=10000, metavar="N",
+                   help="test images for the host emulation check (default 10000)")
+    p.add_argument("--device-samples", type=num.count, default=500, metavar="N",
+                   help="test images streamed to the device (default 500)")
+    p.add_argument("--port", help="serial port of a real board (e.g. /dev/ttyACM0): flash it "
+                                  "and validate there instead of on the emulator")
+    p.add_argument("--flash-tool", choices=("openocd", "st-flash", "pyocd"),
+                   help="flash tool for --port (default: the first one installed)")
+    p.add_argument("--no-device", action="store_true", help="skip the on-device check")
+    args = p.parse_args(argv)
+    if not args.board:
+        raise SvtError("--board is required (svt-deploy boards lists them)")
+    options = DeployOptions(
+        board=args.board, prune=prune_options(args), inputs=model_inputs(args), out=args.out,
+        host_samples=args.host_samples,
+        device=DeviceTarget(args.device_samples, args.port, args.flash_tool),
+        no_device=args.no_device, quiet=args.quiet,
+        command="svt-deploy " + " ".join(shlex.quote(a) for a in argv))
+    result = deploy(options)
+    if not args.quiet:
+        print(format_summary(result.report, Path(args.out or f"out/{args.board}")))
+    return 0
 
 
 # ----------------------------------------------------------------------------- main
@@ -440,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     if name in COMMANDS:
         fn, argv = COMMANDS[name][0], argv[1:]
-    elif name.startswith("-") and "deploy" in COMMANDS:
+    elif name.startswith("-"):
         fn = COMMANDS["deploy"][0]
     else:
         print(f"svt-deploy: error: unknown command {name!r}; commands: "
@@ -459,7 +269,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m svt_deploy.cli`, this file is __main__, while the command modules
-    # registered into the importable svt_deploy.cli: dispatch through that one.
-    from svt_deploy.cli import main as _registered_main
-    sys.exit(_registered_main())
+    sys.exit(main())

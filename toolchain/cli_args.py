@@ -1,5 +1,6 @@
-"""Argument parsing shared by every svt-deploy command: range-checked numeric ``type=``s and
-a parser whose errors are one line.
+"""Argument parsing shared by every svt-deploy command: range-checked numeric ``type=``s, a
+parser whose errors are one line, the option groups several commands share, the typed
+pipeline options built from them, and the table of commands.
 
 A bad number must stop the command while it parses, before a model is loaded or a
 pipeline stage starts (a negative ``--max-drop`` used to start a full run).
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
+from .boards import parse_size
 from .errors import SvtError
+from .pipeline.inputs import ModelInputs
+from .prune import PruneOptions
 
 
 class UsageError(SvtError):
@@ -66,7 +71,6 @@ corrupt_rate = _number(float, 0, 0.05, high_open=True)        # fraction of byte
 
 def size(text: str) -> int:
     """'900KB', '2MB', '65536' -> bytes (> 0), read as the board files read them."""
-    from .boards import parse_size
     try:
         return parse_size(text)
     except SvtError as e:
@@ -80,3 +84,88 @@ class MeanStd(argparse.Action):
         if not values[1] > 0:
             parser.error(f"argument {option_string}: STD must be > 0, got {values[1]:g}")
         setattr(namespace, self.dest, values)
+
+
+# ----------------------------------------------------------------------------- commands
+
+class Commands(dict):
+    """{name: (function(argv) -> exit code, one-line help)}, in the order registered."""
+
+    def register(self, name: str, help_text: str):
+        def add(fn: Callable[[list[str]], int]):
+            self[name] = (fn, help_text)
+            return fn
+        return add
+
+
+# ----------------------------------------------------------------------------- shared options
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model-def", metavar="FILE.py:FACTORY",
+                   help="Python file and zero-argument factory returning the nn.Module "
+                        "(default: the reference SViT)")
+    g.add_argument("--weights", metavar="W.pt",
+                   help="state dict or svt-deploy checkpoint (default: examples/reference_svit.pt)")
+    g.add_argument("--data", metavar="PATH",
+                   help="IDX directory, CIFAR-10 batch directory, .npz, or an image folder "
+                        "(train/ and test/ with one sub-directory of PNG/JPEG per class) "
+                        "(default: /usr/share/datasets/fashion-mnist)")
+    g.add_argument("--normalize", nargs=2, type=finite, action=MeanStd,
+                   metavar=("MEAN", "STD"),
+                   help="subtract MEAN and divide by STD after scaling uint8 images to [0, 1]")
+    g = p.add_argument_group("compute")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where evaluation, profiling and fine-tuning run (auto: CUDA when "
+                        "PyTorch sees a GPU); IR extraction and C generation stay on the CPU")
+    g.add_argument("--batch-size", type=count, default=250, metavar="N",
+                   help="images per evaluation batch (default 250; results do not depend "
+                        "on it)")
+
+
+def model_inputs(args: argparse.Namespace) -> ModelInputs:
+    """The options of ``add_model_args`` as the pipeline's ModelInputs."""
+    return ModelInputs(model_def=args.model_def, weights=args.weights, data=args.data,
+                       normalize=tuple(args.normalize) if args.normalize else None,
+                       device=args.device, batch_size=args.batch_size)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget")
+    g.add_argument("--board", help="board profile whose flash and SRAM set the budget")
+    g.add_argument("--max-drop", type=drop_points, required=True, metavar="PTS",
+                   help="tolerated top-1 accuracy drop in points")
+    g.add_argument("--target-flash", type=size, metavar="SIZE",
+                   help="weight bytes allowed (e.g. 900KB)")
+    g.add_argument("--target-sram", type=size, metavar="SIZE",
+                   help="arena bytes allowed (e.g. 96KB)")
+    g.add_argument("--max-reduction", type=reduction_pct, metavar="PCT",
+                   help="cut the weight bytes by PCT percent (the paper's setting)")
+    g = p.add_argument_group("pruning")
+    g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
+    g.add_argument("--allocation", choices=("proportional", "greedy"), default="proportional",
+                   help="how the prioritized policy shares the drop among groups: in "
+                        "proportion to their size (default), or all of it to each in turn "
+                        "(the paper's literal rule)")
+    g.add_argument("--finetune-epochs", type=non_negative, default=0, metavar="N",
+                   help="fine-tune after pruning (and between stages when one shot cannot "
+                        "reach the budget)")
+    g.add_argument("--finetune-samples", type=count, default=20000, metavar="N",
+                   help="training images used for fine-tuning (default 20000)")
+    g.add_argument("--finetune-lr", type=positive, default=5e-4)
+    g.add_argument("--profile-samples", type=count, default=1000, metavar="N",
+                   help="validation images per sensitivity measurement (default 1000)")
+    g.add_argument("--check-samples", type=count, default=2500, metavar="N",
+                   help="validation images to check each applied step (default 2500)")
+    g.add_argument("--test-samples", type=count, default=None, metavar="N",
+                   help="test images for the reported accuracy (default: all)")
+
+
+def prune_options(args: argparse.Namespace) -> PruneOptions:
+    """The options of ``add_budget_args`` as the prune stage's PruneOptions."""
+    return PruneOptions.from_args(args)

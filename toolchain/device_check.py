@@ -8,7 +8,6 @@ difference from the host build points at the toolchain, the firmware or the link
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SvtError
+from .evaluate import predict
+from .hostemu import build_host, run_host
+from .manifest import read_manifest
 from .serial_link import COUNTER_CYCLES, DeviceInfo, SerialLink
 
 
@@ -52,14 +54,6 @@ class DeviceCheck:
         return d
 
 
-def project_hash(project_dir: str | Path) -> str:
-    text = (Path(project_dir) / "model.h").read_text()
-    m = re.search(r'#define SVT_MODEL_HASH "([0-9a-f]+)"', text)
-    if not m:
-        raise SvtError(f"{project_dir}/model.h has no SVT_MODEL_HASH; regenerate the project")
-    return m.group(1)
-
-
 def check_identity(info: DeviceInfo, model_hash: str, input_size: int, num_classes: int,
                    where: str) -> None:
     """The device must run this model: same hash, input size and classes."""
@@ -92,16 +86,18 @@ def run_device(link: SerialLink, info: DeviceInfo, images: np.ndarray, progress=
 
 def device_check(link: SerialLink, info: DeviceInfo, loaded, ds, samples: int,
                  project_dir: str | Path, progress=None) -> DeviceCheck:
-    """Stream the first ``samples`` test images through the device and compare."""
-    from .evaluate import predict
-    from .hostemu import build_host, run_host
-
+    """Stream the first ``samples`` test images through the device and compare. The device
+    must run the model of ``project_dir`` (its manifest), whose host build is the
+    reference."""
+    model = read_manifest(project_dir).model
     x_raw, y = ds.split("test", samples)
     if len(y) == 0:
         raise SvtError("the data has no test images")
     x = ds.as_tensor(x_raw).numpy().astype(np.float32)
-    check_identity(info, project_hash(project_dir), int(np.prod(x.shape[1:])),
-                   info.num_classes, link.name)
+    if int(np.prod(x.shape[1:])) != model.input_size:
+        raise SvtError(f"the data's images have {int(np.prod(x.shape[1:]))} values but the "
+                       f"model of {project_dir} takes {model.input_size}")
+    check_identity(info, model.model_hash, model.input_size, model.num_classes, link.name)
     torch_scores = predict(loaded.model, ds, x_raw)
     binary = build_host(project_dir, output=Path(project_dir) / "svt_host")
     host_scores, _ = run_host(binary, x, info.num_classes)

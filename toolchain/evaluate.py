@@ -15,6 +15,7 @@ import torch
 from .data import Dataset, batches
 from .forward import run_model
 from .runtime import current
+from .stages import StageCache, stage_key
 
 
 @contextmanager
@@ -58,3 +59,22 @@ def accuracy(model: torch.nn.Module, ds: Dataset, images: np.ndarray, labels: np
     scores = predict(model, ds, images[part], batch_size, progress)
     correct = int((scores.argmax(1) == labels[part]).sum()) if len(scores) else 0
     return (rt.all_sum(correct) if sharded else correct) / len(labels)
+
+
+def cached_test_split_accuracy(model: torch.nn.Module, ds: Dataset, fingerprint: str,
+                               samples: int | None, cache: StageCache,
+                               bar=None) -> tuple[float, int]:
+    """(top-1 accuracy, images) on the first ``samples`` test images (reporting only),
+    cached in ``cache`` (a keyed ``stages.StageCache``, e.g. ``StageCache.work(out)``) by
+    the model's ``fingerprint``, the data's and the image count. ``bar(total)`` makes the
+    progress bar (a context manager with ``update``) used when it is measured."""
+    x, y = ds.split("test", samples)
+
+    def measure() -> dict:
+        if bar is None:
+            return {"accuracy": accuracy(model, ds, x, y)}
+        with bar(len(y)) as b:
+            return {"accuracy": accuracy(model, ds, x, y, progress=b.update)}
+
+    key = stage_key("test", fingerprint, ds.fingerprint(), len(y))
+    return cache.through("test", key, measure)["accuracy"], len(y)

@@ -8,7 +8,6 @@ and PyTorch predict the same class.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SvtError
+from .tools import require_tool
 
 WARNINGS = ["-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-Werror"]
 CFLAGS = ["-std=c99", "-O2", *WARNINGS, "-ffp-contract=off"]
@@ -25,13 +25,6 @@ CFLAGS = ["-std=c99", "-O2", *WARNINGS, "-ffp-contract=off"]
 SANITIZE = ["-std=c99", "-O1", "-g", *WARNINGS, "-ffp-contract=off",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
             "-fno-omit-frame-pointer"]
-
-
-def require_tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise SvtError(f"{name} not found; install it with: sudo apt-get install {package}")
-    return path
 
 
 def c_sources(src_dir: Path) -> list[Path]:
@@ -42,7 +35,7 @@ def build_host(src_dir: str | Path, sanitize: bool = False, output: str | Path |
                compiler: str = "gcc") -> Path:
     """Compile the generated sources and the harness; return the binary's path."""
     src_dir = Path(src_dir)
-    cc = require_tool(compiler, "gcc")
+    cc = require_tool(compiler)
     out = Path(output) if output else src_dir / ("svt_host_asan" if sanitize else "svt_host")
     cmd = [cc, *(SANITIZE if sanitize else CFLAGS), "-I", str(src_dir), "-o", str(out),
            *map(str, c_sources(src_dir)), "-lm"]

@@ -1,8 +1,10 @@
 """The project manifest: what one stage tells the next about a generated project.
 
-Code generation writes ``manifest.json`` beside the C it emits; the firmware stage adds
-what the linker placed where; the device check and the report read it. Nothing downstream
-reads facts back out of generated C or linker scripts.
+Code generation writes ``manifest.json`` beside the C it emits (``ModelFacts``); the
+firmware stage adds what the linker placed where (``FirmwareFacts``, through
+``Manifest.with_firmware(...).write(project)``); flashing, the device check, the deploy and
+its report read it (``read_manifest``). Nothing downstream reads facts back out of
+generated C or linker scripts.
 """
 
 from __future__ import annotations
@@ -32,19 +34,29 @@ class ModelFacts:
     precision: str  # weight precision of the emitted arrays ("fp32")
     kernels: tuple[str, ...]  # C kernel files the project compiles
 
+    @property
+    def input_size(self) -> int:
+        """Values in one input image (what the firmware receives per request)."""
+        c, h, w = self.input_shape
+        return int(c) * int(h) * int(w)
+
 
 @dataclass(frozen=True)
 class FirmwareFacts:
-    """What the linker produced for one board (filled in by the firmware stage)."""
+    """What the linker produced for the board's own (not the emulator's) build, filled in
+    by the firmware stage from the linker's reports: ``arm-none-eabi-size``, the
+    --print-memory-usage table and the map's memory configuration."""
 
     board: str
-    elf: str  # relative to the firmware directory
-    text: int
+    elf: str  # relative to the project directory (where manifest.json lies)
+    text: int  # Berkeley sizes, as arm-none-eabi-size prints them
     data: int
     bss: int
-    flash_used: int
-    sram_used: int
-    fits: bool
+    flash_used: int  # bytes the linker placed in the flash regions
+    sram_used: int  # ... in the SRAM regions
+    weight_bytes: int  # the ELF's .svt_weights (checked equal to the model's plan)
+    arena_bytes: int  # the ELF's .svt_arena
+    fits: bool  # every region holds what was placed in it, and the plan's bytes are linked
     regions: dict[str, dict] = field(default_factory=dict)  # name -> {"used", "size"}
     placement: dict[str, str] = field(default_factory=dict)  # section -> region
 

@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import serial
+
 from .boards import Board
 from .errors import SvtError
-from .firmware import require_tool
 from .serial_link import CRC_BYTES, HEADER_BYTES, SYNC, DeviceInfo, SerialLink
+from .tools import require_tool
 
 START_ATTEMPTS = 3  # fresh ports tried when QEMU cannot listen on one
 CONNECT_SECONDS = 10.0
@@ -127,8 +129,6 @@ class QemuDevice:
         return state + (f": {fatal[0][:160]}" if fatal else "")
 
     def start(self) -> None:
-        import serial
-
         require_tool("qemu-system-arm")
         if not self.elf.is_file():
             raise SvtError(f"{self.elf} does not exist; build it with svt-deploy run-qemu")
@@ -186,8 +186,6 @@ class QemuDevice:
 
     def stop(self) -> None:
         """EXIT (the firmware ends QEMU through semihosting), else terminate, else kill."""
-        import serial
-
         try:
             if (self.info is not None and self.proc is not None
                     and self.proc.poll() is None):  # the firmware answers: ask it to exit

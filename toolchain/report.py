@@ -1,7 +1,13 @@
-"""The deploy report: report.json (machine-readable), report.md and its plots."""
+"""The deploy report: report.json (machine-readable), report.md and its plots, and the
+summary the deploy prints.
+
+matplotlib is imported where a plot is drawn: the Agg backend must be chosen before
+pyplot is imported, and no other command pays for it.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -19,8 +25,6 @@ def _bytes(x) -> str:
 def _save_png(fig, path: Path) -> None:
     """Through memory and a rename, like every other output: savefig writes the file in
     place, so a run killed while plotting left a truncated PNG beside the last report."""
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     atomic_write_bytes(path, buf.getvalue())
@@ -128,3 +132,32 @@ def render_markdown(r: dict) -> str:
             note = " (cached from an earlier run)" if stage in reused else ""
             lines.append(f"| {stage} | {sec:.1f}{note} |")
     return "\n".join(lines) + "\n"
+
+
+def format_summary(r: dict, out: Path) -> str:
+    """The deploy's closing lines: accuracy and memory before and after, the firmware, the
+    checks, and where the report is."""
+    b, p, f = r["baseline"], r["pruned"], r["finetuned"]
+    final = f or p
+    lines = [f"{r['board']}: test accuracy {b['accuracy']:.4f} -> {final['accuracy']:.4f} "
+             f"({(b['accuracy'] - final['accuracy']) * 100:+.2f} pt drop"
+             + (f"; {p['accuracy']:.4f} before fine-tuning" if f else "") + ")",
+             f"  weights {b['flash_bytes']:,} B -> {final['flash_bytes']:,} B "
+             f"(budget {r['budget']['flash_bytes']:,} B), arena {b['sram_bytes']:,} B -> "
+             f"{final['sram_bytes']:,} B"]
+    fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
+    if fw:
+        lines.append(f"  firmware: text {fw['text']:,} data {fw['data']:,} bss {fw['bss']:,}; "
+                     f"flash used {fw['flash_used']:,} B, SRAM used {fw['sram_used']:,} B; "
+                     f"fits {fw['fits']}")
+    lines.append(f"  host C: accuracy {host['accuracy']:.4f}, agreement with PyTorch "
+                 f"{host['agreement']:.4f} on {host['samples']:,} images")
+    if dev:
+        ipi = dev["instructions_per_inference"]
+        lines.append(f"  device ({dev['target']}): accuracy {dev['accuracy']:.4f}, agreement "
+                     f"{dev['agreement']:.4f} on {dev['samples']:,} images"
+                     + (f", {ipi:,} {dev['counter'].split(' ')[0]} per inference" if ipi else ""))
+    reused = f" ({len(r['reused_stages'])} stages reused from the cache)" \
+        if r["reused_stages"] else ""
+    lines.append(f"  total {r['timings_s']['total']:.0f} s{reused}; report: {out / 'report.md'}")
+    return "\n".join(lines)

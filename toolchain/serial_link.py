@@ -20,6 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import serial
 
 from .errors import SvtError
 
@@ -411,8 +412,6 @@ class SerialLink:
 
 def open_port(port: str, baud: int = 115200, timeout: float = 0.05):
     """A pyserial port for a device path (/dev/ttyACM0, COM3) or a pyserial URL."""
-    import serial
-
     try:
         return serial.serial_for_url(port, baudrate=baud, timeout=timeout)
     except (serial.SerialException, ValueError, OSError) as e:
