@@ -2,25 +2,71 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import torch
+
 from .boards import Board, fmt_bytes
+from .codegen import model_hash
 from .errors import SvtError
 from .ir import extract_ir
 from .loading import LoadedModel
+from .manifest import read_manifest
 from .memory import check_fit, plan_memory, time_major_state_bytes
+from .work import count_work
+
+DEPLOY_PROJECT = "firmware_project"  # where a deploy's output directory keeps the C
 
 
-def analyze(loaded: LoadedModel, board: Board) -> dict:
+def measured_instructions(deploy_dir: str | Path, expected_hash: str) -> dict:
+    """The instructions per inference a deploy measured on its device, from its
+    report.json, checked to be of the same model (the project manifest's hash)."""
+    deploy_dir = Path(deploy_dir)
+    report_path = deploy_dir / "report.json"
+    if not report_path.is_file():
+        raise SvtError(f"{report_path} not found; --measured takes the output directory of "
+                       "a finished `svt-deploy --board B` run")
+    try:
+        report = json.loads(report_path.read_text())
+    except ValueError:
+        raise SvtError(f"{report_path} is not valid JSON; rerun the deploy") from None
+    manifest = read_manifest(deploy_dir / DEPLOY_PROJECT)
+    if manifest.model.model_hash != expected_hash:
+        raise SvtError(f"{deploy_dir} deployed another model (hash "
+                       f"{manifest.model.model_hash}, this one is {expected_hash}); pass the "
+                       "model it deployed (--weights DIR/pruned_model.pt)")
+    device = report.get("device") or {}
+    if device.get("instructions_per_inference") is None:
+        raise SvtError(f"{report_path} holds no on-device instruction count (no device "
+                       "check was run); rerun the deploy without --no-device")
+    return {"instructions_per_inference": device["instructions_per_inference"],
+            "counter": device.get("counter"), "target": device.get("target"),
+            "from": str(report_path)}
+
+
+def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = None,
+            measured_from: str | Path | None = None) -> dict:
+    """The memory model of ``loaded`` against ``board``; with ``images`` (validation
+    images) also the work per inference; with ``measured_from`` (a deploy's output
+    directory) the instructions its device check measured."""
     if loaded.input_shape is None:
         raise SvtError("the model's input shape is unknown; pass --data so it can be traced")
     ir = extract_ir(loaded.model, loaded.input_shape)
     plan = plan_memory(ir)
+    work = count_work(ir, plan, images) if images is not None and len(images) else None
+    work_of = {s.name: s for s in work.steps} if work else {}
     fit = check_fit(plan, board)
     region = board.largest_sram
     layers = [{"name": s.name, "kernel": s.kernel,
                "output": f"{s.channels}x{s.height}x{s.width}", "params": s.params,
                "weight_bytes": s.weight_bytes, "activation_bytes": s.out_bytes,
-               "scratch_bytes": s.scratch_bytes, "in_place": s.in_place}
+               "scratch_bytes": s.scratch_bytes, "in_place": s.in_place,
+               **({"macs": round(work_of[s.name].macs), "sops": round(work_of[s.name].sops),
+                   "neuron_updates": round(work_of[s.name].neuron_updates),
+                   "input_event_rate": work_of[s.name].input_rate} if work else {})}
               for s in plan.steps]
+    measured = measured_instructions(measured_from, model_hash(ir)) if measured_from else None
     return {
         "model": str(loaded.weights), "board": board.name, "mcu": board.mcu,
         "timesteps": ir.timesteps, "input_shape": list(ir.input_shape),
@@ -34,6 +80,11 @@ def analyze(loaded: LoadedModel, board: Board) -> dict:
                  "reserve": board.reserve_sram, "budget": fit.sram_budget,
                  "over": fit.sram_over, "time_major_state": time_major_state_bytes(ir)},
         "fits": fit.fits,
+        "work": None if work is None else {
+            "images": work.images, "split": "validation", "macs": round(work.macs),
+            "sops": round(work.sops), "neuron_updates": round(work.neuron_updates),
+            "floor": round(work.floor)},
+        "measured": measured,
     }
 
 
@@ -73,4 +124,30 @@ def format_analysis(a: dict) -> str:
                    f"{s['region']} {fmt_bytes(s['region_size'])} less {s['reserve']:,} B for "
                    f"stack and I/O): {verdict}")
     out.append("verdict: " + ("fits" if a["fits"] else "does NOT fit"))
+    if a["work"] is not None:
+        out += ["", *format_work(a)]
     return "\n".join(out)
+
+
+def format_work(a: dict) -> list[str]:
+    w, m = a["work"], a["measured"]
+    out = [f"work per inference (mean of {w['images']} validation images): dense MACs, "
+           "synaptic operations (input spikes x fan-out), neuron updates; 'active in' is "
+           "the share of the input's neuron-timesteps that carry spikes"]
+    head = (f"{'layer':30s} {'kernel':20s} {'active in':>12s} {'dense MACs':>14s} "
+            f"{'SOPs':>12s} {'neuron upd.':>12s}")
+    out += [head, "-" * len(head)]
+    for r in a["layers"]:
+        rate = "-" if r["input_event_rate"] is None else f"{r['input_event_rate']:.1%}"
+        out.append(f"{r['name']:30s} {r['kernel']:20s} {rate:>12s} {r['macs']:>14,} "
+                   f"{r['sops']:>12,} {r['neuron_updates']:>12,}")
+    out.append("-" * len(head))
+    out.append(f"{'total':30s} {'':20s} {'':>12s} {w['macs']:>14,} {w['sops']:>12,} "
+               f"{w['neuron_updates']:>12,}")
+    out.append(f"floor (SOPs + neuron updates): {w['floor']:,}")
+    if m is not None:
+        ipi = m["instructions_per_inference"]
+        out.append(f"measured: {ipi:,} {m['counter'] or 'instructions'} per inference on "
+                   f"{m['target']} ({ipi / w['floor']:.1f}x the floor, "
+                   f"{ipi / w['macs']:.2f} per dense MAC; {m['from']})")
+    return out

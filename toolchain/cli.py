@@ -72,13 +72,22 @@ def cmd_analyze(argv):
                   description="Flash (fp32 weights, BN folded) and peak SRAM "
                               "(layer-major schedule) per layer, against a board.")
     p.add_argument("--board", required=True)
+    p.add_argument("--work-samples", type=num.count0, default=100, metavar="N",
+                   help="validation images whose spikes the work per inference (dense MACs, "
+                        "synaptic operations, neuron updates) is counted on (default 100; "
+                        "0: memory only)")
+    p.add_argument("--measured", metavar="DIR",
+                   help="output directory of a deploy of this model: show the instructions "
+                        "per inference its device check measured beside the work")
     p.add_argument("--json", action="store_true", help="print the analysis as JSON")
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
     board = load_board(args.board)
-    loaded, _ = load_inputs(model_inputs(args), need_data=args.data is not None)
-    result = analyze(loaded, board)
+    want_work = args.work_samples > 0
+    loaded, ds = load_inputs(model_inputs(args), need_data=want_work or args.data is not None)
+    images = ds.as_tensor(ds.split("val", args.work_samples)[0]) if want_work else None
+    result = analyze(loaded, board, images, args.measured)
     print(json.dumps(result, indent=2) if args.json else format_analysis(result))
     return 0
 

@@ -6,6 +6,7 @@ An op (TFLite Micro's registration, in Python) owns everything about one IR node
   (the torch module types and tensor functions it claims);
 - ``run``: its arithmetic in PyTorch, exactly as the generated C computes it;
 - ``couple``: which channel spaces it ties together (what the pruner must cut as one);
+- ``work``: the multiply-accumulates, synaptic operations and neuron updates it costs;
 - ``schedule``: its memory step (output format and bytes, scratch, weights), fusing the
   LIF or pool it feeds where its kernel does;
 - ``c_call``: the kernel call the model's C makes for that step, with its parameter struct;
@@ -121,6 +122,28 @@ class ParamStruct:
 
 
 @dataclass
+class Work:
+    """What one node computes for a batch of images (see ``Op.work``): dense
+    multiply-accumulates (what a dense kernel of the same shape executes), synaptic
+    operations (input events x the outputs each reaches: what an event-driven kernel
+    must at least add) and neuron updates (one LIF membrane step per neuron and timestep)."""
+
+    macs: int = 0
+    sops: int = 0
+    neuron_updates: int = 0
+
+    def __add__(self, other: Work) -> Work:
+        return Work(self.macs + other.macs, self.sops + other.sops,
+                    self.neuron_updates + other.neuron_updates)
+
+
+def events(x) -> int:
+    """Spike events in a value of spikes (0/1) or spike counts (a residual stream's sums):
+    each spike adds its weight column once, so a count of k is k events."""
+    return int(x.double().sum().item())
+
+
+@dataclass
 class CCall:
     function: str
     args: list[str]
@@ -156,6 +179,11 @@ class Op:
     def head_dim(self, n: Node) -> int | None:
         """Channels per prunable unit when n's space is split into attention heads."""
         return None
+
+    # -- work: what n computes for the batch in ``vals`` (every node's value, run_ir's
+    #    ``collect``); ops that neither multiply nor update neurons count nothing
+    def work(self, n: Node, vals: dict, ir: IR) -> Work:
+        return Work()
 
     # -- memory
     def schedule(self, n: Node, s: Schedule) -> Step:

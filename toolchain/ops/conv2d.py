@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SvtError
-from .base import WEIGHT_BYTES, CCall, Op, ParamStruct, Step, membrane_bytes
+from .base import WEIGHT_BYTES, CCall, Op, ParamStruct, Step, Work, membrane_bytes
 from .registry import register
 from .synaptic import fused_lif, input_shape_attrs, weighted_node, weighted_step
 
@@ -54,6 +54,20 @@ class Conv2d(Op):
 
     def couple(self, n, key, union):
         return f"out:{n.name}"
+
+    def work(self, n, vals, ir):
+        x = vals[n.inputs[0]]
+        k, stride, pad = n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"]
+        per_frame = n.channels * n.tokens * n.attrs["in_channels"] * k * k
+        if ir.node(n.inputs[0]).kind == "analog":  # computed once per image, multiplied
+            return Work(macs=per_frame * x.shape[0])
+        frames = x.flatten(0, 1)
+        # each input event reaches every output pixel whose window holds it, in every
+        # output channel: count the events in each window (a conv with all-ones weights)
+        ones = torch.ones(1, frames.shape[1], k, k, dtype=torch.float64)
+        in_windows = F.conv2d(frames.double(), ones, None, stride, pad)
+        return Work(macs=per_frame * frames.shape[0],
+                    sops=int(in_windows.sum().item()) * n.channels)
 
     def schedule(self, n, s):
         only = s.only_consumer(n)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from .base import WEIGHT_BYTES, CCall, Op, Step
 from .linear import dense_lowering
 from .registry import register
+from .synaptic import column_work
 
 
 class Dense(Op):
@@ -22,6 +23,9 @@ class Dense(Op):
 
     def couple(self, n, key, union):
         return f"out:{n.name}"
+
+    def work(self, n, vals, ir):
+        return column_work(n, vals, ir)
 
     def schedule(self, n, s):
         return Step(n.name, "dense", [n.name], s.inputs(n), "scores", n.channels, 1, 1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..errors import SvtError
 from ..graph import Node
-from .base import CCall, Op, Step
+from .base import CCall, Op, Step, Work, events
 from .registry import register
 from .synaptic import fused_lif, output_of
 
@@ -61,6 +61,10 @@ class KvSum(Op):
 
     def run(self, n, vals, ir):  # [T, B, C, 1, 1] counts
         return (vals[n.inputs[0]] * vals[n.inputs[1]]).sum((-2, -1), keepdim=True)
+
+    def work(self, n, vals, ir):  # k AND v at every token; each coincidence adds one
+        k, v = vals[n.inputs[0]], vals[n.inputs[1]]
+        return Work(macs=k.numel(), sops=events(k * v))
 
     def couple(self, n, key, union):  # channel-wise: k and v share channels
         union(key[n.inputs[0]], key[n.inputs[1]])

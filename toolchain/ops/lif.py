@@ -12,7 +12,7 @@ from spikingjelly.activation_based import neuron as sj_neuron
 
 from ..errors import SvtError
 from ..graph import Node
-from .base import CCall, Op, Step, lif_attrs, spike_bytes
+from .base import CCall, Op, Step, Work, lif_attrs, spike_bytes
 from .registry import register
 
 
@@ -96,6 +96,9 @@ class Lif(Op):
         if x.dim() == 3:  # a LIF on [T, B, C] features: one token
             x = x[..., None, None]
         return lif_reference(x, n.attrs["tau"], n.attrs["v_threshold"], n.attrs["v_reset"])
+
+    def work(self, n, vals, ir):  # one membrane step per neuron and timestep
+        return Work(neuron_updates=vals[n.name].numel())
 
     def schedule(self, n, s):
         """A LIF on kept values: membrane [neuron][t] or features [t][c]."""

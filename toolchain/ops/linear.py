@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..errors import SvtError
 from .base import CCall, Op, ParamStruct
 from .registry import register
-from .synaptic import fused_lif, weighted_node, weighted_step
+from .synaptic import column_work, fused_lif, weighted_node, weighted_step
 
 
 def dense_lowering(x, n, tfc):
@@ -48,6 +48,9 @@ class Linear(Op):
 
     def couple(self, n, key, union):
         return f"out:{n.name}"
+
+    def work(self, n, vals, ir):
+        return column_work(n, vals, ir)
 
     def schedule(self, n, s):
         return weighted_step(n, s, "linear_spiking_lif", fused_lif(n, s),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..errors import SvtError
 from ..graph import Node
-from .base import CCall, Op, Step, spike_bytes
+from .base import CCall, Op, Step, Work, events, spike_bytes
 from .registry import register
 
 
@@ -37,6 +37,10 @@ class Mask(Op):
 
     def run(self, n, vals, ir):  # the mask [T, B, C, 1, 1] broadcasts over tokens
         return vals[n.inputs[0]] * vals[n.inputs[1]]
+
+    def work(self, n, vals, ir):  # an AND per q entry; each q spike passes on (fan-out 1)
+        q = vals[n.inputs[0]]
+        return Work(macs=q.numel(), sops=events(q))
 
     def couple(self, n, key, union):  # q and the mask share channels
         union(key[n.inputs[0]], key[n.inputs[1]])

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import SvtError
 from ..graph import Node
-from .base import CCall, Op, ParamStruct, Step, align
+from .base import CCall, Op, ParamStruct, Step, Work, align, events
 from .registry import register
 from .synaptic import fused_lif, output_of
 
@@ -105,6 +105,19 @@ class SpikingSelfAttention(Op):
     def run(self, n, vals, ir):
         q, k, v = (vals[i] for i in n.inputs)
         return ssa_reference(q, k, v, n.attrs["heads"], n.attrs["scale"])
+
+    def work(self, n, vals, ir):
+        """kᵀv per head: each token adds 1 for every pair of a k spike and a v spike in the
+        same head; then every q spike adds its channel's row of kᵀv (head_dim entries)."""
+        q, k, v = (vals[i] for i in n.inputs)
+        heads, d = n.attrs["heads"], n.attrs["head_dim"]
+        t, b, c, h, w = q.shape
+
+        def per_head(x):  # spikes per (t, b, head, token)
+            return x.reshape(t, b, heads, d, h * w).double().sum(3)
+
+        pairs = int((per_head(k) * per_head(v)).sum().item())
+        return Work(macs=2 * q.numel() * d, sops=pairs + events(q) * d)
 
     def couple(self, n, key, union):
         q, k, v = n.inputs

@@ -7,7 +7,8 @@ import torch
 
 from ..errors import SvtError
 from ..graph import Node
-from .base import WEIGHT_BYTES, Schedule, Step, lif_attrs, membrane_bytes, spike_bytes
+from .base import (WEIGHT_BYTES, Schedule, Step, Work, events, lif_attrs, membrane_bytes,
+                   spike_bytes)
 
 
 def weighted_node(b, name: str, op: str, m, src: Node, out, h: int, w: int,
@@ -64,3 +65,12 @@ def weighted_step(n: Node, s: Schedule, kernel: str, lif: Node | None, scratch: 
                 out_format, n.channels, n.height, n.width, out, scratch_bytes=scratch,
                 weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
                 attrs={**lif_a, **input_shape_attrs(n, s)}, op=n.op)
+
+
+def column_work(n: Node, vals: dict, ir) -> Work:
+    """A fully connected layer (linear, dense): every input value meets every output
+    channel; fed by spikes or counts, each input event adds one weight column."""
+    x = vals[n.inputs[0]]
+    spiking = ir.node(n.inputs[0]).kind in ("spikes", "count")
+    return Work(macs=x.numel() * n.channels,
+                sops=events(x) * n.channels if spiking else 0)
