@@ -13,9 +13,10 @@ from svt_deploy.boards import (
     parse_size,
 )
 from svt_deploy.errors import SvtError
+from svt_deploy.qemu import qemu_command
 from svt_deploy.resources import BOARDS_DIR
 
-EXPECTED = {"stm32h7", "stm32f405", "nucleo-f446re", "nrf52840", "host"}
+EXPECTED = {"stm32h7", "stm32f405", "nucleo-f446re", "nrf52840", "lm3s6965", "host"}
 
 
 def test_five_profiles_load_with_their_limits():
@@ -51,11 +52,14 @@ def test_unknown_board_is_one_line_listing_valid_names():
     assert "Traceback" not in proc.stderr
 
 
-def test_boards_command_lists_all_five():
+def test_boards_command_lists_every_board():
     out = run_cli("boards", check=True).stdout
     for name in EXPECTED:
         assert name in out
     assert "AXI_SRAM 512 KB" in out and "netduinoplus2" in out
+    lm3s = next(line for line in out.splitlines() if line.startswith("lm3s6965"))
+    assert "cortex-m3 / none" in lm3s and "256 KB" in lm3s and "SRAM 64 KB" in lm3s
+    assert lm3s.rstrip().endswith("lm3s6965evb")
 
 
 @pytest.mark.parametrize("text,value", [("10KB", 10240), ("2MB", 2 * 1024 ** 2),
@@ -116,7 +120,9 @@ def test_every_shipped_board_parses_into_typed_tables():
             assert board.uart is None and board.emulator is None and board.soc is None
             continue
         assert isinstance(board.uart, Uart) and board.uart.baud == 115200
-        assert board.flashing.openocd_target and board.flashing.pyocd_target
+        # every tool a board lists knows its target
+        assert "openocd" not in board.flashing.tools or board.flashing.openocd_target
+        assert "pyocd" not in board.flashing.tools or board.flashing.pyocd_target
     h7 = load_board("stm32h7")
     assert h7.uart.clock_enable == ((0x580244E0, 0x00000008), (0x580244E8, 0x00040000))
     assert h7.uart.registers == "stm32h7" and (h7.uart.tx_pin, h7.uart.irq) == ("PD8", 39)
@@ -133,6 +139,15 @@ def test_every_shipped_board_parses_into_typed_tables():
     assert f4.regions == ("SRAM",) and f4.uart_clock_hz is None and f4.systick_hz == 168_000_000
     # the same USART1 as the board's: its pins and clock, the emulator's IRQ
     assert (f4.uart.tx_pin, f4.uart.clock_hz, f4.uart.irq) == ("PA9", 16_000_000, 37)
+    assert f4.serial_index == 0
+    # the F446RE on the F405 model: the board's own USART2, QEMU's second serial port
+    f446 = load_board("nucleo-f446re")
+    assert (f446.emulator.machine, f446.emulator.serial_index) == ("netduinoplus2", 1)
+    assert (f446.emulator.uart.base, f446.emulator.uart.irq, f446.emulator.uart.tx_pin) == (
+        0x40004400, 38, "PA2")
+    cmd = qemu_command(f446, "fw.elf", 5555)
+    assert cmd[cmd.index("-serial"):] == ["-serial", "null", "-serial",
+                                          "tcp:127.0.0.1:5555,server=on,wait=on,nodelay=on"]
     nrf = load_board("nrf52840")
     assert nrf.uart.driver == "nrf_uarte" and nrf.uart.irq is None and nrf.firmware is None
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
     reason="qemu-system-arm and arm-none-eabi-gcc are needed")
 
-BOARDS = ("stm32h7", "stm32f405")
+BOARDS = ("stm32h7", "stm32f405", "nucleo-f446re", "lm3s6965")
 IMAGES = 12
 
 

@@ -58,6 +58,7 @@ UART_DRIVER_KEYS = {
     "stm32_usart": ("registers", "irq", "clock_hz", "tx_pin", "rx_pin", "pin_af", "gpio_base",
                     "clock_enable"),
     "cmsdk_uart": ("irq", "clock_hz"),
+    "pl011": ("irq", "clock_hz"),
 }
 
 
@@ -93,6 +94,9 @@ class Emulator:
     regions: tuple[str, ...] = ()  # SRAM regions the emulator models (empty: all)
     uart_irq: int | None = None  # None: the board's [uart] irq (same peripheral)
     uart_clock_hz: int | None = None  # None: the board's [uart] clock_hz (same peripheral)
+    # which of the machine's serial ports the UART is: QEMU connects its -serial options to
+    # them in the order the machine creates them (netduinoplus2: USART1, USART2, ...)
+    serial_index: int = 0
     # Derived by the parser: the serial port as the emulated firmware sees it, uart_irq and
     # uart_clock_hz over the board's [uart] when that is the same peripheral (driver and
     # base), else over a bare port at uart_base.
@@ -353,7 +357,8 @@ def _emulator(t: _Table | None, uart: Uart | None, sram: tuple[Region, ...]) -> 
                    sram_base=t.get("sram_base", "int"), systick_hz=t.get("systick_hz", "positive"),
                    regions=t.get("regions", "strings", ()),
                    uart_irq=t.get("uart_irq", "int", None),
-                   uart_clock_hz=t.get("uart_clock_hz", "positive", None))
+                   uart_clock_hz=t.get("uart_clock_hz", "positive", None),
+                   serial_index=t.get("serial_index", "int", 0))
     t.done()
     data = {r.name for r in sram if not r.code_only}
     stray = [r for r in emu.regions if r not in data]

@@ -32,10 +32,11 @@ from .resources import TEMPLATES_DIR
 from .tools import require_cross_toolchain, require_tool
 
 TEMPLATES = TEMPLATES_DIR / "firmware"
+UART_SOURCES = {"cmsdk_uart": "uart_cmsdk.c", "stm32_usart": "uart_stm32.c",
+                "pl011": "uart_pl011.c"}
 STATIC_FILES = ("cortex_m.h", "counter.c", "counter.h", "main.c", "protocol.c", "protocol.h",
                 "semihosting.c", "semihosting.h", "startup.c", "svt_sections.h", "syscalls.c",
-                "uart.h", "uart_ring.c", "uart_cmsdk.c", "uart_stm32.c")
-UART_SOURCES = {"cmsdk_uart": "uart_cmsdk.c", "stm32_usart": "uart_stm32.c"}
+                "uart.h", "uart_ring.c", *UART_SOURCES.values())
 USART_REGISTERS = ("stm32f4", "stm32h7")
 STACK_BYTES = 8192
 HEAP_BYTES = 0  # the firmware never allocates; _sbrk fails beyond this
@@ -125,6 +126,15 @@ def _uart_settings(board: Board, uart: Uart | None) -> dict:
         if u["divisor"] < 16:
             raise SvtError(f"board {board.name}: CMSDK UART BAUDDIV {u['divisor']} is below 16")
         u["note"] = f"CMSDK APB UART at 0x{u['base']:08X}"
+    elif driver == "pl011":
+        # clock / (16 * baud) in 1/64ths: IBRD is the integer part, FBRD the fraction
+        u["divisor"] = round(u["clock_hz"] * 4 / u["baud"])
+        u["divisor_note"] = f"64 x {u['clock_hz']} / (16 x {u['baud']}): IBRD.FBRD"
+        if u["divisor"] >> 6 == 0 or u["divisor"] >> 6 > 0xFFFF:
+            raise SvtError(f"board {board.name}: PL011 baud divisor for {u['baud']} baud at "
+                           f"{u['clock_hz']} Hz is out of range")
+        u["clock_enable"] = list(uart.clock_enable)
+        u["note"] = f"PL011 UART at 0x{u['base']:08X}"
     else:
         registers = uart.registers
         if registers not in USART_REGISTERS:

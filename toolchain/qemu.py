@@ -32,7 +32,7 @@ from pathlib import Path
 
 import serial
 
-from .boards import Board
+from .boards import Board, all_boards
 from .errors import SvtError
 from .serial_link import CRC_BYTES, HEADER_BYTES, SYNC, DeviceInfo, SerialLink
 from .tools import require_tool
@@ -47,11 +47,12 @@ def qemu_command(board: Board, elf: str | Path, port: int | str) -> list[str]:
     with its exit code (without ``enable=on`` a ``bkpt`` locks the core); ``nodelay=on``
     spares each reply a ~44 ms Nagle delay; ``wait=on``: the guest runs once we connect."""
     if board.emulator is None:
-        raise SvtError(f"board {board.name} has no emulator; boards with one: stm32h7, "
-                       "stm32f405")
+        emulated = ", ".join(b.name for b in all_boards() if b.emulator is not None)
+        raise SvtError(f"board {board.name} has no emulator; boards with one: {emulated}")
     return ["qemu-system-arm", "-machine", board.emulator.machine, "-nographic",
             "-monitor", "none", "-semihosting-config", "enable=on,target=native",
             "-icount", "shift=0", "-kernel", str(elf),
+            *["-serial", "null"] * board.emulator.serial_index,  # the ports before the UART
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
 
 

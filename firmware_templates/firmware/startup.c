@@ -1,8 +1,8 @@
 /*
- * Start-up code and vector table for Cortex-M4F/M7.
+ * Start-up code and vector table for Cortex-M3/M4/M7.
  *
- * Reset_Handler: enable the FPU (CPACR bits 20-23) before any floating-point
- * instruction, point VTOR at our table, switch on the clocks of memories that need one
+ * Reset_Handler: enable the FPU (CPACR bits 20-23, on cores built with one) before any
+ * floating-point instruction, point VTOR at our table, switch on the clocks of memories that need one
  * (STM32H7 D2 SRAMs), copy .data from flash, zero .bss and the arena,
  * enable the Cortex-M7 caches where the board asks for it, then call main().
  * The linker script (linker_*.ld) defines the symbols used here.
@@ -94,9 +94,11 @@ static void enable_caches(void)
 __attribute__((noreturn, optimize("no-tree-loop-distribute-patterns")))
 void Reset_Handler(void)
 {
+#if defined(__ARM_FP) /* the compiler emits FPU instructions: switch the FPU on */
     SCB_CPACR |= SCB_CPACR_FPU;
     svt_dsb();
     svt_isb();
+#endif
     SCB_VTOR = (uint32_t)(uintptr_t)svt_vectors;
 #if SVT_STARTUP_CLOCK_ENABLE_COUNT
     svt_clocks_enable(startup_clocks, SVT_STARTUP_CLOCK_ENABLE_COUNT);
