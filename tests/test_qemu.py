@@ -183,7 +183,7 @@ def test_corrupted_line_every_damaged_frame_is_detected(qemu_builds):
         assert link.accepted and all(frame in intact_replies for frame in link.accepted)
         s = link.stats
         assert s.retries >= len(down)
-        assert s.retries == s.timeouts + s.damaged_replies + s.naks  # each had a cause
+        assert s.retries + s.late_replies == s.timeouts + s.damaged_replies + s.naks
     finally:
         proxy.close()
 

@@ -186,6 +186,7 @@ class LinkStats:
     naks: int = 0  # the device reported one of our frames damaged
     damaged_replies: int = 0  # replies that failed the CRC-32
     stale_frames: int = 0  # intact frames for another seq (late replies, replays)
+    late_replies: int = 0  # failed attempts whose reply came before the resend was needed
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -332,6 +333,7 @@ class SerialLink:
             if attempt:
                 late = self._settle(seq, msg_type | REPLY)
                 if late is not None:
+                    self.stats.late_replies += 1
                     return self._accepted(late)
                 self.stats.retries += 1
                 self.stats.problems.append(problem)
