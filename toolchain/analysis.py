@@ -14,9 +14,8 @@ from .ir import extract_ir
 from .loading import LoadedModel
 from .manifest import read_manifest
 from .memory import check_fit, plan_memory, time_major_state_bytes
+from .pipeline.deploy import PROJECT
 from .work import count_work
-
-DEPLOY_PROJECT = "firmware_project"  # where a deploy's output directory keeps the C
 
 
 def measured_instructions(deploy_dir: str | Path, expected_hash: str) -> dict:
@@ -31,7 +30,7 @@ def measured_instructions(deploy_dir: str | Path, expected_hash: str) -> dict:
         report = json.loads(report_path.read_text())
     except ValueError:
         raise SvtError(f"{report_path} is not valid JSON; rerun the deploy") from None
-    manifest = read_manifest(deploy_dir / DEPLOY_PROJECT)
+    manifest = read_manifest(deploy_dir / PROJECT)
     if manifest.model.model_hash != expected_hash:
         raise SvtError(f"{deploy_dir} deployed another model (hash "
                        f"{manifest.model.model_hash}, this one is {expected_hash}); pass the "

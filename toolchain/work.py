@@ -31,10 +31,6 @@ class StepWork:
     neuron_updates: float
     input_rate: float | None  # fraction of its first input's values that are events
 
-    @property
-    def floor(self) -> float:
-        return self.sops + self.neuron_updates
-
 
 @dataclass(frozen=True)
 class WorkCount:
