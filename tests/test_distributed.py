@@ -14,7 +14,8 @@ import torch
 
 from conftest import REPO, run_cli
 
-PRUNE = ["prune", "--max-reduction", "30", "--max-drop", "10", "--profile-samples", "120",
+PRUNE = ["prune", "--precision", "fp32", "--max-reduction", "30", "--max-drop", "10",
+         "--profile-samples", "120",
          "--check-samples", "200", "--test-samples", "200", "-q"]
 # decisions, not timings or how many passes a resumed run needed
 PLAN_KEYS = ("policy", "budget", "baseline", "pruned", "test", "groups", "group_steps",

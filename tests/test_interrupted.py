@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 # smaller than test_deploy's FAST: the reference run and each rerun are whole deploys
 SMALL = ["--test-samples", "200", "--host-samples", "100", "--device-samples", "5",
-         "--profile-samples", "150", "--check-samples", "300"]
+         "--profile-samples", "150", "--check-samples", "300",
+         "--precision", "fp32"]  # prune (and be killed while profiling), do not quantize
 # what may differ between two runs of one command: how long stages took, what was reused
 # (and so how many validation passes this run made: cached sensitivity cells are not
 # measured again, by design, tests/test_prune.py), and the command line itself (its --out)

@@ -190,7 +190,7 @@ class FakeDevice:
 
     def reply_for(self, frame: Frame) -> bytes:
         if frame.type == INFO:
-            payload = INFO_FORMAT.pack(1, 2, 1, 25_000_000, 4, 3, 4, 100, 64, 16,
+            payload = INFO_FORMAT.pack(1, 2, 1, 0, 25_000_000, 4, 3, 4, 100, 64, 16,
                                        b"0123456789abcdef", b"fake")
             return encode_frame(INFO | REPLY, frame.seq, payload)
         if frame.type == INFER:

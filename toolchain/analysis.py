@@ -10,7 +10,7 @@ import torch
 from .boards import Board, fmt_bytes
 from .codegen import model_hash
 from .errors import SvtError
-from .ir import extract_ir
+from .quant.reference import deployed_ir
 from .loading import LoadedModel
 from .manifest import read_manifest
 from .memory import check_fit, plan_memory, time_major_state_bytes
@@ -51,7 +51,7 @@ def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = Non
     directory) the instructions its device check measured."""
     if loaded.input_shape is None:
         raise SvtError("the model's input shape is unknown; pass --data so it can be traced")
-    ir = extract_ir(loaded.model, loaded.input_shape)
+    ir = deployed_ir(loaded, loaded.input_shape)
     plan = plan_memory(ir)
     work = count_work(ir, plan, images) if images is not None and len(images) else None
     work_of = {s.name: s for s in work.steps} if work else {}

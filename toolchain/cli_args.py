@@ -16,6 +16,7 @@ from .boards import parse_size
 from .errors import SvtError
 from .pipeline.inputs import ModelInputs
 from .prune import PruneOptions
+from .quant.packing import PRECISIONS
 
 
 class UsageError(SvtError):
@@ -114,6 +115,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--normalize", nargs=2, type=finite, action=MeanStd,
                    metavar=("MEAN", "STD"),
                    help="subtract MEAN and divide by STD after scaling uint8 images to [0, 1]")
+    if not any(a.dest == "precision" for a in p._actions):  # prune/deploy have auto
+        g.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="weight precision of the generated C and of every accuracy "
+                            "measured: fp32, or integer-only arithmetic with int8/int4 "
+                            "weights (default: the checkpoint's; fp32 for a trained model)")
     g = p.add_argument_group("compute")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where evaluation, profiling and fine-tuning run (auto: CUDA when "
@@ -125,9 +131,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def model_inputs(args: argparse.Namespace) -> ModelInputs:
     """The options of ``add_model_args`` as the pipeline's ModelInputs."""
+    precision = getattr(args, "precision", None)
     return ModelInputs(model_def=args.model_def, weights=args.weights, data=args.data,
                        normalize=tuple(args.normalize) if args.normalize else None,
-                       device=args.device, batch_size=args.batch_size)
+                       device=args.device, batch_size=args.batch_size,
+                       precision=precision if precision in PRECISIONS else None)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -146,6 +154,11 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="arena bytes allowed (e.g. 96KB)")
     g.add_argument("--max-reduction", type=reduction_pct, metavar="PCT",
                    help="cut the weight bytes by PCT percent (the paper's setting)")
+    g.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
+                   help="weight precision: auto (default) tries fp32, int8, int4 on the "
+                        "unpruned model and keeps the first within the drop that meets the "
+                        "budget, else prunes the smallest one within the drop; int8/int4 "
+                        "run integer-only (no FPU needed)")
     g = p.add_argument_group("pruning")
     g.add_argument("--policy", choices=("prioritized", "uniform"), default="prioritized")
     g.add_argument("--allocation", choices=("proportional", "greedy"), default="proportional",

@@ -25,6 +25,9 @@ from .ir import IR
 from .manifest import MANIFEST, Manifest, ModelFacts
 from .memory import MemoryPlan, Step
 from .ops.base import KERNELS_DIR, ParamStruct
+from .ops.synaptic import weight_rows
+from .quant.quantize import is_integer
+from .quant.packing import pack
 from .resources import TEMPLATES_DIR
 
 TEMPLATES = TEMPLATES_DIR
@@ -32,6 +35,7 @@ C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS", "membrane": "SVT_MEMB
 MAX_TIMESTEPS = 8
 VALUES_PER_LINE = 8
 COMMON_KERNEL_FILES = ("lif.c",)  # svt_lif_train: every LIF-fused kernel calls it
+INTEGER_KERNEL_FILES = ("lif_q.c",)  # svt_lif_train_q: the integer kernels' LIF
 
 
 @dataclass
@@ -58,9 +62,10 @@ def symbol(prefix: str, name: str) -> str:
     return prefix + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
 
 
-def _kernel_sources(steps: list[Step]) -> dict[str, Path]:
+def _kernel_sources(steps: list[Step], integer: bool) -> dict[str, Path]:
     """C file name -> its path, for the kernels these steps call (from their ops)."""
-    sources = {name: KERNELS_DIR / name for name in COMMON_KERNEL_FILES}
+    common = INTEGER_KERNEL_FILES if integer else COMMON_KERNEL_FILES
+    sources = {name: KERNELS_DIR / name for name in common}
     for s in steps:
         op = ops.for_kernel(s.kernel)
         for name in op.kernels[s.kernel]:
@@ -79,6 +84,7 @@ class CallContext:
         self.timesteps = ir.timesteps
         self.formats = {s.name: s.out_format for s in plan.steps}
         self.lifs: dict[str, ParamStruct] = {}
+        self.arrays: list[dict] = []  # constant arrays the calls need (integer thresholds)
 
     @staticmethod
     def u(n: int) -> str:
@@ -96,8 +102,18 @@ class CallContext:
     def arena_f32(self, name: str) -> str:
         return f"ARENA_F32({self.offset(name)}u)"
 
+    def arena_i32(self, name: str) -> str:
+        return f"ARENA_I32({self.offset(name)}u)"
+
     def scratch_f32(self, step: Step) -> str:
         return self.arena_f32(f"{step.name}.scratch")
+
+    def scratch_i32(self, step: Step) -> str:
+        return self.arena_i32(f"{step.name}.scratch")
+
+    def quant(self, step: Step):
+        """The integer arithmetic of the step's first node (quant/integer.py)."""
+        return self.ir.node(step.name).quant
 
     def fmt(self, name: str) -> str:
         return C_FORMAT[self.formats[name]]
@@ -118,6 +134,14 @@ class CallContext:
         if "lif" not in step.attrs:
             return "NULL"
         sym = symbol("lif_", step.attrs["lif"])
+        lq = self.ir.node(step.attrs["lif"]).quant
+        if lq is not None:
+            thresholds = symbol("svt_th_", step.attrs["lif"])
+            self.arrays.append(_int_array(thresholds, lq.threshold, "int32_t",
+                                          f"{step.attrs['lif']}: thresholds [{lq.threshold.size}]"))
+            self.lifs[sym] = ParamStruct("svt_lif_q_t", sym, {
+                "threshold": thresholds, "decay_shift": self.u(lq.decay_shift)})
+            return "&" + sym
         self.lifs[sym] = ParamStruct("svt_lif_t", sym, {
             "tau": c_float(step.attrs["tau"]), "v_th": c_float(step.attrs["v_threshold"]),
             "v_reset": c_float(step.attrs["v_reset"])})
@@ -128,7 +152,22 @@ def _array(sym: str, values: np.ndarray, comment: str) -> dict:
     flat = [c_float(v) for v in np.ascontiguousarray(values, np.float32).reshape(-1)]
     lines = [", ".join(flat[i:i + VALUES_PER_LINE]) + ","
              for i in range(0, len(flat), VALUES_PER_LINE)]
-    return {"symbol": sym, "size": len(flat), "comment": comment, "lines": lines}
+    return {"symbol": sym, "size": len(flat), "comment": comment, "lines": lines,
+            "c_type": "float"}
+
+
+def _int_array(sym: str, values: np.ndarray, c_type: str, comment: str) -> dict:
+    """An integer array (``uint8_t`` packed weights, ``int32_t`` biases and thresholds)."""
+    flat = np.asarray(values).reshape(-1)
+    lo, hi = (0, 255) if c_type == "uint8_t" else (-2 ** 31, 2 ** 31 - 1)
+    if flat.size and (flat.min() < lo or flat.max() > hi):
+        raise SvtError(f"{comment}: a value does not fit {c_type}")
+    per_line = VALUES_PER_LINE * (2 if c_type == "uint8_t" else 1)
+    text = [f"{int(v)}" if c_type == "uint8_t" or v > -2 ** 31 else "INT32_MIN"
+            for v in flat]
+    lines = [", ".join(text[i:i + per_line]) + "," for i in range(0, len(text), per_line)]
+    return {"symbol": sym, "size": len(text), "comment": comment, "lines": lines,
+            "c_type": c_type}
 
 
 def model_hash(ir: IR) -> str:
@@ -140,7 +179,18 @@ def model_hash(ir: IR) -> str:
         for a in (n.weight, n.bias):
             if a is not None:
                 h.update(np.ascontiguousarray(a, np.float32).tobytes())
+        if n.quant is not None:
+            for name, v in sorted(vars(n.quant).items()):
+                h.update(name.encode() + (np.ascontiguousarray(v).tobytes()
+                                          if isinstance(v, np.ndarray) else repr(v).encode()))
     return h.hexdigest()[:16]
+
+
+def precision_of(ir: IR) -> str:
+    """The weights' precision: fp32, int8, int4, or the mix (e.g. "int8+int4")."""
+    found = sorted({n.attrs["precision"] for n in ir.nodes if "precision" in n.attrs},
+                   key=["fp32", "int8", "int4"].index)
+    return "+".join(found) or "fp32"
 
 
 def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
@@ -153,7 +203,15 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
     for s in plan.steps:
         n = nodes[s.name]
         op = ops.for_kernel(s.kernel)
-        if n.weight is not None:
+        if n.weight is not None and n.quant is not None:
+            wq = n.quant
+            w, layout = op.weight_layout(s, wq.q)
+            arrays.append(_int_array(c.weight(s), pack(weight_rows(s, w), wq.bits), "uint8_t",
+                                     f"{s.name}: {s.kernel} int{wq.bits} weight, {layout}, "
+                                     f"rows of {s.attrs['weight_rows']}"))
+            arrays.append(_int_array(c.bias(s), wq.bias, "int32_t",
+                                     f"{s.name}: int32 bias [{wq.bias.size}]"))
+        elif n.weight is not None:
             w, layout = op.weight_layout(s, n.weight)
             arrays.append(_array(c.weight(s), w, f"{s.name}: {s.kernel} weight, {layout}"))
             arrays.append(_array(c.bias(s), n.bias, f"{s.name}: bias [{n.bias.size}]"))
@@ -166,7 +224,9 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
                    f"{s.channels}x{s.height}x{s.width} {s.out_format}"
                    + (" (in place)" if s.in_place else ""))
         steps.append({"comment": comment, "function": call.function, "args": call.args})
-    return {"steps": steps, "arrays": arrays,
+    integer = is_integer(ir)
+    return {"steps": steps, "arrays": arrays + c.arrays, "integer": integer,
+            "precision": precision_of(ir),
             "param_structs": list(c.lifs.values()) + params,
             "declarations": declarations, "source": source,
             "timesteps": ir.timesteps, "input_shape": list(ir.input_shape),
@@ -209,7 +269,7 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     files: dict[str, bytes] = {}
     for name in ("model.c", "model.h", "model_weights.c", "model_weights.h"):
         files[name] = env.get_template(f"model/{name}.j2").render(**ctx).encode()
-    sources = _kernel_sources(plan.steps)
+    sources = _kernel_sources(plan.steps, ctx["integer"])
     kernels = list(sources)
     for name, path in sources.items():
         files[name] = path.read_bytes()
@@ -221,7 +281,7 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     manifest = Manifest(ModelFacts(
         model_hash=ctx["model_hash"], num_classes=ir.num_classes,
         input_shape=tuple(ir.input_shape), timesteps=ir.timesteps, params=plan.params,
-        weight_bytes=plan.weight_bytes, arena_bytes=plan.arena_bytes, precision="fp32",
+        weight_bytes=plan.weight_bytes, arena_bytes=plan.arena_bytes, precision=ctx["precision"],
         kernels=tuple(kernels)))
     files[MANIFEST] = manifest.to_json()
     files.update(extra_files or {})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .quant.reference import input_pixels, reference_model
 from .errors import SvtError
 from .evaluate import predict
 from .hostemu import build_host, run_host
@@ -68,7 +69,7 @@ def check_identity(info: DeviceInfo, model_hash: str, input_size: int, num_class
 def run_device(link: SerialLink, info: DeviceInfo, images: np.ndarray, progress=None):
     """(scores [N, classes], labels [N], counters [N], wall seconds [N]) from the device."""
     n = len(images)
-    scores = np.zeros((n, info.num_classes), np.float32)
+    scores = np.zeros((n, info.num_classes), np.int64 if info.integer else np.float32)
     labels = np.zeros(n, np.int64)
     counters = np.zeros(n, np.int64)
     seconds = np.zeros(n)
@@ -93,12 +94,13 @@ def device_check(link: SerialLink, info: DeviceInfo, loaded, ds, samples: int,
     x_raw, y = ds.split("test", samples)
     if len(y) == 0:
         raise SvtError("the data has no test images")
-    x = ds.as_tensor(x_raw).numpy().astype(np.float32)
+    x = ds.as_tensor(x_raw)
+    x = input_pixels(loaded, x) if model.precision != "fp32" else x.numpy().astype(np.float32)
     if int(np.prod(x.shape[1:])) != model.input_size:
         raise SvtError(f"the data's images have {int(np.prod(x.shape[1:]))} values but the "
                        f"model of {project_dir} takes {model.input_size}")
     check_identity(info, model.model_hash, model.input_size, model.num_classes, link.name)
-    torch_scores = predict(loaded.model, ds, x_raw)
+    torch_scores = predict(reference_model(loaded, ds.input_shape), ds, x_raw)
     binary = build_host(project_dir, output=Path(project_dir) / "svt_host")
     host_scores, _ = run_host(binary, x, info.num_classes)
     start = time.monotonic()
@@ -115,7 +117,8 @@ def device_check(link: SerialLink, info: DeviceInfo, loaded, ds, samples: int,
         host_accuracy=float((host_pred == y).mean()),
         agreement_torch=float((dev_labels == torch_pred).mean()),
         agreement_host=float((dev_labels == host_pred).mean()),
-        identical_to_host=bool(np.array_equal(dev_scores.view(np.uint32),
+        identical_to_host=bool(np.array_equal(dev_scores, host_scores) if info.integer else
+                               np.array_equal(dev_scores.view(np.uint32),
                                               host_scores.astype(np.float32).view(np.uint32))),
         max_abs_diff_host=float(np.abs(dev_scores - host_scores).max()),
         max_abs_diff_torch=float(np.abs(dev_scores - torch_scores).max()),

@@ -42,7 +42,8 @@ def predict(model: torch.nn.Module, ds: Dataset, images: np.ndarray,
     with on_device(model, rt.device):
         for x, _ in batches(ds, images, np.zeros(len(images), np.int64),
                             batch_size or rt.batch_size):
-            out.append(run_model(model, x.to(rt.device)).float().cpu().numpy())
+            scores = run_model(model, x.to(rt.device))  # an integer model's are int64
+            out.append((scores.float() if scores.is_floating_point() else scores).cpu().numpy())
             if progress is not None:
                 progress(len(x))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -15,6 +15,8 @@ that the weights and the arena in the ELF are exactly the bytes the memory model
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import subprocess
 import time
@@ -420,6 +422,28 @@ def _first_error(text: str) -> str:
     return (lines[-1] if lines else "(no output)")[:240]
 
 
+# ----------------------------------------------------------------------------- float code
+
+# soft-float helpers (AEABI and libgcc names) and VFP/FPU instructions
+SOFT_FLOAT = re.compile(r"<(__aeabi_(?:[fd]\w*|[iu]l?2[fd]|ul2[fd])|__(?:add|sub|mul|div|neg)"
+                        r"[sdt]f3|__(?:float|fix)\w*[sd]f\w*|__extendsfdf2|__truncdfsf2|"
+                        r"__(?:eq|ne|lt|le|gt|ge|un)[sd]f2)>:")
+VFP_INSTRUCTION = re.compile(r"^\s*[0-9a-f]+:\s+(?:[0-9a-f]{4} ?){1,2}\s+(v[a-z]+[.\w]*)\s",
+                             re.MULTILINE)
+
+
+def float_code(elf: str | Path) -> list[str]:
+    """The floating-point code linked into ``elf``: soft-float helper functions and VFP
+    instructions (each kind named once). Empty for an integer-only firmware."""
+    objdump = require_tool("arm-none-eabi-objdump")
+    proc = subprocess.run([objdump, "-d", str(elf)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SvtError(f"arm-none-eabi-objdump failed on {elf}: {proc.stderr.strip()[:200]}")
+    found = {m.group(1) for m in SOFT_FLOAT.finditer(proc.stdout)}
+    found |= {m.group(1) for m in VFP_INSTRUCTION.finditer(proc.stdout)}
+    return sorted(found)
+
+
 # ----------------------------------------------------------------------------- the build
 
 def _layout(board: Board, emulated: bool, model: ModelFacts) -> Variant:
@@ -519,6 +543,13 @@ def build_firmware(project_dir: str | Path, board: Board,
                           arena_bytes=arena, arena_region=places.get(".svt_arena", "?"),
                           seconds=time.time() - t0)
     build.facts = firmware_facts(build, project_dir, memory, places, model)
+    if model.precision != "fp32":
+        floats = float_code(elf)
+        build.facts = dataclasses.replace(build.facts, float_code=floats)
+        if floats and board.fpu == "none":
+            raise SvtError(f"the integer firmware for {board.name} links float code "
+                           f"({', '.join(floats[:4])}): a core without FPU would run it in "
+                           "slow soft-float; report this as a bug")
     if not emulated:
         manifest.with_firmware(build.facts).write(project_dir)
     return build

@@ -25,6 +25,7 @@ class Node:
     attrs: dict = field(default_factory=dict)
     modules: list[str] = field(default_factory=list)  # torch modules this node came from
     space: str = ""  # channel space of the output
+    quant: object | None = None  # integer arithmetic (quant/integer.py), None in fp32
 
     @property
     def tokens(self) -> int:

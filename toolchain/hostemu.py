@@ -1,7 +1,8 @@
 """Host emulation: compile the generated C with the system gcc and compare it with PyTorch.
 
-The harness reads float32 images from a file and writes float32 scores; images are split
-across worker processes (one per core). Agreement is the fraction of images where the C
+The harness reads images from a file and writes scores (float32 both, or uint8 pixels and
+int32 scores for an integer model); images are split across worker processes (one per
+core). Agreement is the fraction of images where the C
 and PyTorch predict the same class.
 """
 
@@ -48,8 +49,12 @@ def build_host(src_dir: str | Path, sanitize: bool = False, output: str | Path |
 
 def run_host(binary: str | Path, images: np.ndarray, num_classes: int,
              workers: int | None = None, env: dict | None = None) -> tuple[np.ndarray, float]:
-    """Scores ``[N, classes]`` from the host binary, and the wall seconds it took."""
-    images = np.ascontiguousarray(images, np.float32)
+    """Scores ``[N, classes]`` from the host binary, and the wall seconds it took. uint8
+    images (an integer model's pixels) give int32 scores; other images are sent as float32
+    and give float32 scores."""
+    integer = np.asarray(images).dtype == np.uint8
+    score_type = np.int32 if integer else np.float32
+    images = np.ascontiguousarray(images, np.uint8 if integer else np.float32)
     n = len(images)
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     chunks = np.array_split(np.arange(n), workers)
@@ -68,7 +73,7 @@ def run_host(binary: str | Path, images: np.ndarray, num_classes: int,
             if proc.returncode != 0:
                 raise SvtError(f"the host build crashed (exit {proc.returncode}): "
                                f"{err.decode(errors='replace').strip()[:300]}")
-            scores = np.fromfile(dst, np.float32)
+            scores = np.fromfile(dst, score_type)
             if scores.size != count * num_classes:
                 raise SvtError(f"the host build returned {scores.size} scores for {count} images")
             results.append(scores.reshape(count, num_classes))
@@ -83,12 +88,14 @@ class Comparison:
     reference_accuracy: float  # PyTorch's on the same images
     agreement: float  # fraction of identical predictions
     max_abs_score_diff: float
+    identical: float = 0.0  # fraction of images whose scores are all equal (integer models)
 
     def as_dict(self) -> dict:
         return {"samples": self.samples, "accuracy": round(self.accuracy, 5),
                 "reference_accuracy": round(self.reference_accuracy, 5),
                 "agreement": round(self.agreement, 5),
-                "max_abs_score_diff": float(f"{self.max_abs_score_diff:.3g}")}
+                "max_abs_score_diff": float(f"{self.max_abs_score_diff:.3g}"),
+                "identical_scores": round(self.identical, 5)}
 
 
 def compare(c_scores: np.ndarray, ref_scores: np.ndarray, labels: np.ndarray) -> Comparison:
@@ -96,4 +103,5 @@ def compare(c_scores: np.ndarray, ref_scores: np.ndarray, labels: np.ndarray) ->
     return Comparison(samples=len(labels), accuracy=float((c_pred == labels).mean()),
                       reference_accuracy=float((ref_pred == labels).mean()),
                       agreement=float((c_pred == ref_pred).mean()),
-                      max_abs_score_diff=float(np.abs(c_scores - ref_scores).max()))
+                      max_abs_score_diff=float(np.abs(c_scores - ref_scores).max()),
+                      identical=float((c_scores == ref_scores).all(axis=1).mean()))

@@ -33,10 +33,17 @@ class LoadedModel:
     weights: Path
     attrs: dict = field(default_factory=dict)  # scalar attributes changed by pruning
     input_shape: tuple[int, int, int] | None = None
+    # weight precision it deploys at (quant/): fp32, int8 or int4; the integer pixels'
+    # normalization (mean, std) comes with it, as the firmware takes raw uint8 pixels
+    precision: str = "fp32"
+    normalize: tuple[float, float] | None = None
 
     def fingerprint(self) -> str:
         """Hash of the weights and structure: keys caches of everything derived from it."""
-        h = hashlib.sha256(repr((self.model_def, sorted(self.attrs.items()))).encode())
+        what = (self.model_def, sorted(self.attrs.items()))
+        if self.precision != "fp32":  # fp32 keeps the fingerprints (and caches) it had
+            what += (self.precision, self.normalize)
+        h = hashlib.sha256(repr(what).encode())
         for k, v in self.model.state_dict().items():
             h.update(k.encode() + str(tuple(v.shape)).encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -46,7 +53,9 @@ class LoadedModel:
         config = self.model.current_config().to_dict() if isinstance(
             self.model, SpikingViT) else None
         meta = {"model_def": self.model_def, "attrs": self.attrs,
-                "input_shape": list(self.input_shape) if self.input_shape else None}
+                "input_shape": list(self.input_shape) if self.input_shape else None,
+                "precision": self.precision,
+                "normalize": list(self.normalize) if self.normalize else None}
         save_checkpoint(path, self.model.state_dict(), config,
                         extra={**meta, **(extra or {})})
 
@@ -139,5 +148,7 @@ def load_model(model_def: str | None = None, weights: str | Path | None = None) 
     model.eval()
     shape = extra.get("input_shape") or (
         [config["in_channels"], config["img_size"], config["img_size"]] if config else None)
+    normalize = extra.get("normalize")
     return LoadedModel(model, model_def, weights_path, attrs,
-                       tuple(shape) if shape else None)
+                       tuple(shape) if shape else None, extra.get("precision") or "fp32",
+                       tuple(normalize) if normalize else None)

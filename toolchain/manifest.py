@@ -59,6 +59,7 @@ class FirmwareFacts:
     fits: bool  # every region holds what was placed in it, and the plan's bytes are linked
     regions: dict[str, dict] = field(default_factory=dict)  # name -> {"used", "size"}
     placement: dict[str, str] = field(default_factory=dict)  # section -> region
+    float_code: list[str] | None = None  # integer model: the float code found (none: [])
 
 
 @dataclass(frozen=True)

@@ -36,15 +36,15 @@ def plot_layers(layers: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [r["name"] for r in layers]
-    before = [r["params_before"] * 4 / 1024 for r in layers]
-    after = [r["params_after"] * 4 / 1024 for r in layers]
+    before = [r.get("bytes_before", r["params_before"] * 4) / 1024 for r in layers]
+    after = [r.get("bytes_after", r["params_after"] * 4) / 1024 for r in layers]
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(names) + 1.5))
     y = range(len(names))
     ax.barh([i + 0.2 for i in y], before, height=0.4, label="before", color="#bbbbbb")
     ax.barh([i - 0.2 for i in y], after, height=0.4, label="after", color="#1f77b4")
     ax.set_yticks(list(y), names, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("fp32 weights (KiB, BN folded)")
+    ax.set_xlabel("weights in flash (KiB, BN folded; after: at the deployed precision)")
     ax.set_title("Flash per layer before and after pruning")
     ax.legend()
     fig.tight_layout()
@@ -100,6 +100,10 @@ def render_markdown(r: dict) -> str:
             lines.append(f"| {name} | {_pct(s['accuracy'])} | {s['params']:,} | "
                          f"{_bytes(s['flash_bytes'])} | {_bytes(s['sram_bytes'])} |")
     bud = r["budget"]
+    if r.get("precision"):
+        lines += ["", f"Weight precision: **{r['precision']}**"
+                  + (" (integer-only: uint8 pixels in, int32 scores out, no float code)"
+                     if r["precision"] != "fp32" else "") + "."]
     lines += ["", f"Budget: weights <= {_bytes(bud['flash_bytes'])}, arena <= "
               f"{_bytes(bud['sram_bytes'])}, accuracy drop <= {bud['max_drop']:g} points.", ""]
     fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
@@ -116,11 +120,13 @@ def render_markdown(r: dict) -> str:
         lines.append(f"- Device ({dev['target']}): {dev['samples']:,} test images, accuracy "
                      f"{_pct(dev['accuracy'])}, agreement with PyTorch {_pct(dev['agreement'])}, "
                      f"{dev['instructions_per_inference']:,} instructions per inference")
-    lines += ["", "## Layers", "", "| layer | params before | params after | pruned |",
-              "|---|---|---|---|"]
+    lines += ["", "## Layers", "",
+              "| layer | params before | params after | pruned | precision | flash before | "
+              "flash after |", "|---|---|---|---|---|---|---|"]
     for row in r["layers"]:
         lines.append(f"| {row['name']} | {row['params_before']:,} | {row['params_after']:,} | "
-                     f"{row['rate'] * 100:.1f} % |")
+                     f"{row['rate'] * 100:.1f} % | {row.get('precision', 'fp32')} | "
+                     f"{_bytes(row.get('bytes_before'))} | {_bytes(row.get('bytes_after'))} |")
     lines += ["", "![memory per layer](memory_per_layer.png)", "",
               "![explored steps](explored_steps.png)", "", "## Stage timings", "",
               "| stage | seconds |", "|---|---|"]
@@ -143,19 +149,24 @@ def format_summary(r: dict, out: Path) -> str:
              f"({(b['accuracy'] - final['accuracy']) * 100:+.2f} pt drop"
              + (f"; {p['accuracy']:.4f} before fine-tuning" if f else "") + ")",
              f"  weights {b['flash_bytes']:,} B -> {final['flash_bytes']:,} B "
-             f"(budget {r['budget']['flash_bytes']:,} B), arena {b['sram_bytes']:,} B -> "
+             f"at {r.get('precision') or 'fp32'} (budget {r['budget']['flash_bytes']:,} B), arena {b['sram_bytes']:,} B -> "
              f"{final['sram_bytes']:,} B"]
     fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
     if fw:
         lines.append(f"  firmware: text {fw['text']:,} data {fw['data']:,} bss {fw['bss']:,}; "
                      f"flash used {fw['flash_used']:,} B, SRAM used {fw['sram_used']:,} B; "
                      f"fits {fw['fits']}")
+    same = (f", identical integer scores on {host['identical_scores']:.2%}"
+            if r.get("precision", "fp32") != "fp32" and "identical_scores" in host else "")
     lines.append(f"  host C: accuracy {host['accuracy']:.4f}, agreement with PyTorch "
-                 f"{host['agreement']:.4f} on {host['samples']:,} images")
+                 f"{host['agreement']:.4f} on {host['samples']:,} images{same}")
     if dev:
         ipi = dev["instructions_per_inference"]
         lines.append(f"  device ({dev['target']}): accuracy {dev['accuracy']:.4f}, agreement "
                      f"{dev['agreement']:.4f} on {dev['samples']:,} images"
+                     + (", scores identical to PyTorch's and the host C's"
+                        if dev.get("identical_to_reference") and dev.get("identical_to_host")
+                        else "")
                      + (f", {ipi:,} {dev['counter'].split(' ')[0]} per inference" if ipi else ""))
     reused = f" ({len(r['reused_stages'])} stages reused from the cache)" \
         if r["reused_stages"] else ""

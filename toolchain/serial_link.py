@@ -41,7 +41,7 @@ ERROR_CODES = {1: "unknown request", 2: "wrong payload length",
 COUNTER_CYCLES, COUNTER_QEMU_SYSTICK = 1, 2
 STATS_FIELDS = ("frames_ok", "bad_header", "bad_crc", "rx_timeouts", "rx_overruns", "replays",
                 "inferences", "naks", "errors")
-INFO_FORMAT = struct.Struct("<BBBxIIIIIII16s16s")
+INFO_FORMAT = struct.Struct("<BBBBIIIIIII16s16s")
 
 
 def crc32(data: bytes) -> int:
@@ -150,6 +150,7 @@ class DeviceInfo:
     max_payload: int
     model_hash: str
     board: str
+    integer: bool = False  # an integer model: uint8 pixels in, int32 scores out
 
     @classmethod
     def decode(cls, payload: bytes) -> DeviceInfo:
@@ -157,8 +158,8 @@ class DeviceInfo:
             raise SvtError(f"the device's info reply has {len(payload)} bytes, expected "
                            f"{INFO_FORMAT.size}: firmware and svt-deploy versions differ")
         v = INFO_FORMAT.unpack(payload)
-        text = [b.split(b"\0", 1)[0].decode("ascii", "replace") for b in v[10:]]
-        return cls(v[0], v[1], bool(v[2]), *v[3:10], *text)
+        text = [b.split(b"\0", 1)[0].decode("ascii", "replace") for b in v[11:]]
+        return cls(v[0], v[1], bool(v[2]), *v[4:11], *text, integer=bool(v[3]))
 
     def instructions(self, counter: int) -> float | None:
         """Guest instructions for a QEMU SysTick count (under -icount shift=0, 1 ns each)."""
@@ -381,7 +382,7 @@ class SerialLink:
         return info
 
     def infer(self, image: np.ndarray, info: DeviceInfo) -> Inference:
-        data = np.ascontiguousarray(image, dtype="<f4").reshape(-1)
+        data = np.ascontiguousarray(image, dtype="u1" if info.integer else "<f4").reshape(-1)
         if data.size != info.input_size:
             raise SvtError(f"the image has {data.size} values but the firmware expects "
                            f"{info.input_size}")
@@ -392,7 +393,8 @@ class SerialLink:
         if len(reply.payload) != expected:
             raise SvtError(f"the infer reply has {len(reply.payload)} bytes, expected {expected}")
         label, counter = struct.unpack_from("<IQ", reply.payload)
-        scores = np.frombuffer(reply.payload, dtype="<f4", offset=12).astype(np.float32)
+        scores = np.frombuffer(reply.payload, dtype="<i4" if info.integer else "<f4",
+                               offset=12).astype(np.int32 if info.integer else np.float32)
         return Inference(label, scores, counter, seconds)
 
     def device_stats(self) -> dict:

@@ -55,10 +55,11 @@ typedef struct {
     uint32_t errors;        /* ERROR replies sent */
 } svt_stats_t;
 
-/* The request payload. An image is read as floats straight from the bytes received
- * (little-endian, as sent by the host); the union makes that access well defined. */
+/* The request payload. An image is read as svt_input_t values (floats, or an integer
+ * model's uint8 pixels) straight from the bytes received (little-endian, as sent by the
+ * host); the union makes that access well defined. */
 static union {
-    float f[(REQUEST_MAX + 3u) / 4u];
+    svt_input_t image[(REQUEST_MAX + 3u) / 4u];
     uint8_t b[REQUEST_MAX + 4u];
 } request;
 
@@ -100,7 +101,8 @@ static void send_error(uint8_t seq, uint32_t code)
 /* Payload bytes each request must carry (protocol.h): INFO, STATS and EXIT carry none. */
 static uint32_t request_bytes(uint8_t type)
 {
-    return type == SVT_MSG_INFER ? 4u * SVT_INPUT_SIZE : type == SVT_MSG_CALIBRATE ? 4u : 0u;
+    return type == SVT_MSG_INFER ? (uint32_t)sizeof(svt_input_t) * SVT_INPUT_SIZE
+           : type == SVT_MSG_CALIBRATE ? 4u : 0u;
 }
 
 static void put_text(uint8_t *out, const char *text, uint32_t size)
@@ -112,8 +114,9 @@ static void put_text(uint8_t *out, const char *text, uint32_t size)
 }
 
 /* INFO reply, 64 bytes:
- *   u8 protocol version, u8 counter kind (protocol.h), u8 emulated (0/1), u8 reserved,
- *   u32 counter clock Hz, u32 input size (floats), u32 classes, u32 timesteps,
+ *   u8 protocol version, u8 counter kind (protocol.h), u8 emulated (0/1),
+ *   u8 integer model (0: float32 images and scores; 1: uint8 pixels, int32 scores),
+ *   u32 counter clock Hz, u32 input size (values), u32 classes, u32 timesteps,
  *   u32 weight bytes, u32 arena bytes, u32 max request payload,
  *   char[16] model hash, char[16] board name (NUL-padded when shorter) */
 static void serve_info(uint8_t seq)
@@ -122,7 +125,7 @@ static void serve_info(uint8_t seq)
     p[0] = SVT_PROTOCOL_VERSION;
     p[1] = SVT_COUNTER_KIND;
     p[2] = SVT_EMULATED ? 1u : 0u;
-    p[3] = 0;
+    p[3] = SVT_INTEGER ? 1u : 0u;
     svt_put_u32(p + 4, SVT_CORE_CLOCK_HZ);
     svt_put_u32(p + 8, SVT_INPUT_SIZE);
     svt_put_u32(p + 12, SVT_NUM_CLASSES);
@@ -141,17 +144,17 @@ static void put_u64(uint8_t *p, uint64_t value)
     svt_put_u32(p + 4, (uint32_t)(value >> 32));
 }
 
-/* INFER reply: u32 class, u64 counter delta, float32 scores[SVT_NUM_CLASSES]. */
+/* INFER reply: u32 class, u64 counter delta, scores[SVT_NUM_CLASSES] (float32 or int32). */
 static void serve_infer(uint8_t seq)
 {
     heartbeat_length = svt_frame_build(heartbeat, SVT_MSG_ACK, seq, 0, 0u);
     svt_uart_write(heartbeat, heartbeat_length); /* the host may now wait longer */
     busy_since_ms = svt_time_ms();
     busy = 1;
-    static float scores[SVT_NUM_CLASSES];
+    static svt_score_t scores[SVT_NUM_CLASSES];
     svt_counter_align(); /* a repeatable count: see counter.h */
     uint64_t start = svt_counter_now();
-    svt_model_run(request.f, scores);
+    svt_model_run(request.image, scores);
     uint64_t cost = svt_counter_now() - start;
     busy = 0; /* before the reply: the interrupt must not write beside it */
     stats.inferences++;

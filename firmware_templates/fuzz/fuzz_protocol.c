@@ -126,9 +126,9 @@ void svt_semihost_exit(uint32_t code)
 }
 
 /* A long inference: the SysTick heartbeat resends the ACK while it runs. */
-void svt_model_run(const float *image, float *scores)
+void svt_model_run(const svt_input_t *image, svt_score_t *scores)
 {
-    if (!busy || image != request.f) {
+    if (!busy || image != request.image) {
         abort();
     }
     for (uint32_t i = 0; i < SVT_NUM_CLASSES; ++i) {

@@ -14,7 +14,10 @@
 #define SVT_TIMESTEPS 4u
 #define SVT_WEIGHT_BYTES 0u
 #define SVT_ARENA_BYTES 0u
+#define SVT_INTEGER 0
+typedef float svt_input_t;
+typedef float svt_score_t;
 
-void svt_model_run(const float *image, float *scores);
+void svt_model_run(const svt_input_t *image, svt_score_t *scores);
 
 #endif /* SVT_MODEL_H */

@@ -2,10 +2,11 @@
  * Host emulation harness: runs the generated model over a file of images and writes the
  * class scores, so the C can be compared with PyTorch image by image.
  *
- *   svt_host IMAGES.f32 SCORES.f32
+ *   svt_host IMAGES SCORES
  *
- * IMAGES.f32 holds N images of SVT_INPUT_SIZE float32 values (CHW) back to back;
- * SCORES.f32 receives N * SVT_NUM_CLASSES float32 values.
+ * IMAGES holds N images of SVT_INPUT_SIZE values (CHW) back to back, as the model takes
+ * them (float32, or uint8 pixels for an integer model: svt_input_t in model.h); SCORES
+ * receives N * SVT_NUM_CLASSES scores (float32, or int32: svt_score_t).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s IMAGES.f32 SCORES.f32\n", argv[0]);
+        fprintf(stderr, "usage: %s IMAGES SCORES\n", argv[0]);
         return 2;
     }
     FILE *in = fopen(argv[1], "rb");
@@ -24,12 +25,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "svt_host: cannot open %s\n", in == NULL ? argv[1] : argv[2]);
         return 2;
     }
-    static float image[SVT_INPUT_SIZE];
-    float scores[SVT_NUM_CLASSES];
+    static svt_input_t image[SVT_INPUT_SIZE];
+    svt_score_t scores[SVT_NUM_CLASSES];
     unsigned long count = 0;
-    while (fread(image, sizeof(float), SVT_INPUT_SIZE, in) == SVT_INPUT_SIZE) {
+    while (fread(image, sizeof image[0], SVT_INPUT_SIZE, in) == SVT_INPUT_SIZE) {
         svt_model_run(image, scores);
-        if (fwrite(scores, sizeof(float), SVT_NUM_CLASSES, out) != SVT_NUM_CLASSES) {
+        if (fwrite(scores, sizeof scores[0], SVT_NUM_CLASSES, out) != SVT_NUM_CLASSES) {
             fprintf(stderr, "svt_host: write failed\n");
             return 1;
         }

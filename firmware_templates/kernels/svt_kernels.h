@@ -226,4 +226,177 @@ void svt_mean_tokens_time(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
 void svt_dense(const float *in, uint32_t in_c, const float *weight_oi, const float *bias,
                uint32_t out_c, float *out);
 
+/* ------------------------------------------------------------------------------------
+ * Integer kernels (*_q.c). The conventions are svt-deploy's quant/integer.py, whose
+ * PyTorch reference computes the same integers: a spike-fed layer sums integer weights
+ * into int32, its currents are acc * 2^frac_bits + bias in units of its own per-channel
+ * scale, and the LIF it feeds compares with per-channel thresholds in those units.
+ * Weights: 8 bits (int8_t) or 4 bits (two per byte, even index in the low nibble), in
+ * rows that start on a byte (a row of odd length ends with a zero nibble).
+ * ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    const int32_t *threshold;  /* per channel, in the feeding layer's current units */
+    uint32_t decay_shift;      /* tau = 2^decay_shift: h = v + ((x - v) >> decay_shift) */
+} svt_lif_q_t;
+
+/* A conv2d with integer weights (rows as in svt_conv2d_t: HWIO columns when fed by spikes,
+ * OIHW rows on the image). */
+typedef struct {
+    uint32_t in_c, in_h, in_w;
+    uint32_t out_c, out_h, out_w;
+    uint32_t kernel, stride, pad;
+    uint32_t bits, frac_bits;
+    int32_t input_zero_point;  /* the image: the pixel value that means 0.0 */
+    const uint8_t *weight;
+    const int32_t *bias;       /* in current units */
+} svt_conv2d_q_t;
+
+typedef struct {
+    uint32_t tokens, in_c, out_c;
+    uint32_t bits, frac_bits;
+    const uint8_t *weight_io;  /* rows: one per input, out_c weights each */
+    const int32_t *bias;
+} svt_linear_q_t;
+
+typedef struct {
+    uint32_t tokens, heads, head_dim;
+    uint32_t kv_bytes;
+    uint32_t frac_bits;  /* the counts (q k^T) v, shifted: the scale is the LIF's unit */
+} svt_ssa_q_t;
+
+typedef struct {
+    uint32_t in_c, out_c;
+    uint32_t bits;
+    const uint8_t *weight_oi;  /* rows: one per class, in_c weights each */
+    const int32_t *bias;
+} svt_dense_q_t;
+
+static inline uint32_t svt_row_bytes(uint32_t row_len, uint32_t bits)
+{
+    return bits == 8u ? row_len : (row_len + 1u) / 2u;
+}
+
+/* Sign-extend a 4-bit two's complement value. */
+static inline int32_t svt_nibble(uint32_t nibble)
+{
+    return (int32_t)(nibble ^ 8u) - 8;
+}
+
+/* Weight j of a row. */
+static inline int32_t svt_weight_q(const uint8_t *row, uint32_t j, uint32_t bits)
+{
+    if (bits == 8u) {
+        return (int32_t)(int8_t)row[j];
+    }
+    uint32_t byte = row[j >> 1];
+    return svt_nibble((j & 1u) ? byte >> 4 : byte & 0xFu);
+}
+
+/* acc[j] += times * row[j] for j < n: a spike adds its column once, a count k times. */
+static inline void svt_accumulate_q(int32_t *acc, const uint8_t *row, uint32_t n,
+                                    uint32_t bits, int32_t times)
+{
+    if (bits == 8u) {
+        const int8_t *w = (const int8_t *)(const void *)row;
+        for (uint32_t j = 0; j < n; ++j) {
+            acc[j] += times * (int32_t)w[j];
+        }
+        return;
+    }
+    uint32_t j = 0;
+    for (; j + 1u < n; j += 2u) {
+        uint32_t byte = row[j >> 1];
+        acc[j] += times * svt_nibble(byte & 0xFu);
+        acc[j + 1u] += times * svt_nibble(byte >> 4);
+    }
+    if (j < n) {
+        acc[j] += times * svt_nibble(row[j >> 1] & 0xFu);
+    }
+}
+
+/* Input neuron i's activity, all steps, into acc[t * out_c + j] (row: its weights). */
+static inline void svt_accumulate_input_q(int32_t *acc, const uint8_t *row, uint32_t out_c,
+                                          uint32_t bits, const uint8_t *in,
+                                          svt_format_t in_fmt, uint32_t i, uint32_t T)
+{
+    if (in_fmt == SVT_SPIKES) {
+        uint32_t train = svt_spikes_get(in, i, T);
+        for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
+            if (train & 1u) {
+                svt_accumulate_q(acc + t * out_c, row, out_c, bits, 1);
+            }
+        }
+    } else {
+        for (uint32_t t = 0; t < T; ++t) {
+            uint32_t count = in[i * T + t];
+            if (count != 0u) {
+                svt_accumulate_q(acc + t * out_c, row, out_c, bits, (int32_t)count);
+            }
+        }
+    }
+}
+
+/* lif_q.c */
+uint32_t svt_lif_train_q(const int32_t *current, uint32_t stride, uint32_t T,
+                         int32_t threshold, uint32_t decay_shift);
+
+/* The sums of one pixel/token (acc[t * out_c + c]) become currents
+ * acc * 2^frac_bits + bias[c], then spike trains of the LIF. */
+static inline void svt_currents_out_q(const int32_t *acc, const int32_t *bias,
+                                      uint32_t frac_bits, uint32_t first, uint32_t out_c,
+                                      uint32_t T, const svt_lif_q_t *lif, uint8_t *out)
+{
+    const int32_t unit = (int32_t)(1u << frac_bits);
+    for (uint32_t co = 0; co < out_c; ++co) {
+        int32_t current[SVT_MAX_TIMESTEPS];
+        for (uint32_t t = 0; t < T; ++t) {
+            current[t] = acc[t * out_c + co] * unit + bias[co];
+        }
+        svt_spikes_or(out, first + co, T,
+                      svt_lif_train_q(current, 1, T, lif->threshold[co], lif->decay_shift));
+    }
+}
+
+/* conv2d_analog_lif_q.c: first layer on uint8 pixels, then LIF */
+void svt_conv2d_analog_lif_q(const uint8_t *image, const svt_conv2d_q_t *conv, uint32_t T,
+                             const svt_lif_q_t *lif, uint8_t *out_spikes);
+
+/* conv2d_pixel_q.c: the sums of one output pixel, acc[t * out_c + c] */
+void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
+                             const svt_conv2d_q_t *conv, uint32_t oy, uint32_t ox,
+                             uint32_t T, int32_t *acc);
+
+/* conv2d_spiking_lif_q.c: conv2d fed by spikes or counts, then LIF (acc: T * out_c) */
+void svt_conv2d_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
+                              const svt_conv2d_q_t *conv, uint32_t T, const svt_lif_q_t *lif,
+                              uint8_t *out_spikes, int32_t *acc);
+
+/* linear_spiking_lif_q.c: linear over tokens fed by spikes or counts, then LIF */
+void svt_linear_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
+                              const svt_linear_q_t *linear, uint32_t T, const svt_lif_q_t *lif,
+                              uint8_t *out_spikes, int32_t *acc);
+
+/* ssa_counts.c: the attention counts, shared by ssa_lif.c and ssa_lif_q.c */
+void svt_ssa_build_kv(const uint8_t *k, const uint8_t *v, uint32_t tokens, uint32_t C,
+                      uint32_t head_dim, uint32_t kv_bytes, uint32_t T, void *kv);
+void svt_ssa_token_counts(const uint8_t *q, uint32_t n, uint32_t C, uint32_t head_dim,
+                          uint32_t kv_bytes, uint32_t T, const void *kv, int32_t *acc);
+
+/* ssa_lif_q.c: spiking self-attention in integer counts, then the attention LIF */
+void svt_ssa_lif_q(const uint8_t *q, const uint8_t *k, const uint8_t *v,
+                   const svt_ssa_q_t *ssa, uint32_t T, const svt_lif_q_t *lif,
+                   uint8_t *out_spikes, void *kv_scratch, int32_t *acc_scratch);
+
+/* sum_q.c: the readout's sums over tokens and/or time (the head folds the divisor) */
+void svt_sum_tokens_q(const uint8_t *in, svt_format_t fmt, uint32_t tokens, uint32_t channels,
+                      uint32_t T, int32_t *out_tc);
+void svt_sum_time_q(const int32_t *in_tc, uint32_t channels, uint32_t T, int32_t *out_c);
+void svt_sum_tokens_time_q(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
+                           uint32_t channels, uint32_t T, int32_t *out_c);
+
+/* dense_q.c: the head on int32 sums, int32 scores */
+void svt_dense_q(const int32_t *in, const svt_dense_q_t *dense, int32_t *scores);
+
+
 #endif /* SVT_KERNELS_H */

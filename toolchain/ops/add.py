@@ -39,6 +39,14 @@ class Add(Op):
     def run(self, n, vals, ir):
         return vals[n.inputs[0]] + vals[n.inputs[1]]
 
+    def quantize(self, n, qz):  # spike counts add exactly; a membrane shortcut is float
+        if n.kind != "count":
+            raise SvtError(f"integer precision does not support a membrane shortcut yet "
+                           f"({n.name}); use --precision fp32")
+
+    def integer_bound(self, n, qz):  # counts are stored in one byte
+        return min(255, sum(qz.bound(i) for i in n.inputs))
+
     def couple(self, n, key, union):
         union(key[n.inputs[0]], key[n.inputs[1]])
         return key[n.inputs[0]]

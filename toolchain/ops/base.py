@@ -10,7 +10,9 @@ An op (TFLite Micro's registration, in Python) owns everything about one IR node
 - ``schedule``: its memory step (output format and bytes, scratch, weights), fusing the
   LIF or pool it feeds where its kernel does;
 - ``c_call``: the kernel call the model's C makes for that step, with its parameter struct;
-- ``tflite``: its lowering to TensorFlow ops for the TFLite export.
+- ``tflite``: its lowering to TensorFlow ops for the TFLite export;
+- ``quantize`` / ``integer_bound``: its integer arithmetic (``quant/integer.py``), which
+  ``run`` and ``c_call`` then follow.
 
 The tracer, the interpreter, the schedule, the code generator and the TFLite exporter only
 loop over the registry (``ops/registry.py``).
@@ -195,6 +197,19 @@ class Op:
 
     def c_call(self, step: Step, c) -> CCall:
         raise NotImplementedError(self.kind)
+
+    # -- integer precision (quant/integer.py): set n.quant so that ``run`` and the C compute
+    #    in integers. Ops whose values pass through exactly (spikes, counts) set nothing.
+    integer_neutral = False
+
+    def quantize(self, n: Node, qz) -> None:
+        if not self.integer_neutral:
+            raise SvtError(f"integer precision does not support {n.op} layers yet ({n.name}); "
+                           "use --precision fp32")
+
+    def integer_bound(self, n: Node, qz) -> int:
+        """The largest magnitude n's value can take as a later layer's integer input."""
+        return 1 if n.kind == "spikes" else qz.bound(n.inputs[0])
 
     # -- TFLite: returns (tensor, timed)
     def tflite(self, n: Node, vals: dict, tfc):

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from ..errors import SvtError
 from .base import WEIGHT_BYTES, CCall, Op, ParamStruct, Step, Work, membrane_bytes
 from .registry import register
-from .synaptic import fused_lif, input_shape_attrs, weighted_node, weighted_step
+from .synaptic import (fused_lif, input_shape_attrs, integer_currents, quantize_synaptic,
+                       weighted_node, weighted_step)
 
 
 class Conv2d(Op):
@@ -26,6 +27,8 @@ class Conv2d(Op):
         "conv2d_analog_lif": ("conv2d_analog_lif.c",),
         "conv2d_spiking_lif": ("conv2d_spiking_lif.c", "conv2d_pixel.c"),
         "conv2d_spiking_maxpool": ("conv2d_spiking_maxpool.c", "conv2d_pixel.c"),
+        "conv2d_analog_lif_q": ("conv2d_analog_lif_q.c",),
+        "conv2d_spiking_lif_q": ("conv2d_spiking_lif_q.c", "conv2d_pixel_q.c"),
     }
 
     def capture_module(self, b, name, m, x, out):
@@ -45,12 +48,39 @@ class Conv2d(Op):
 
     def run(self, n, vals, ir):
         x = vals[n.inputs[0]]
+        if n.quant is not None:
+            return self._run_integer(n, x, ir)
         w, b = torch.from_numpy(n.weight), torch.from_numpy(n.bias)
         if ir.node(n.inputs[0]).kind == "analog":
             y = F.conv2d(x, w, b, n.attrs["stride"], n.attrs["padding"])
             return y.unsqueeze(0).expand(ir.timesteps, *y.shape)  # the image repeats: once
         y = F.conv2d(x.flatten(0, 1), w, b, n.attrs["stride"], n.attrs["padding"])
         return y.reshape(ir.timesteps, -1, *y.shape[1:])
+
+    @staticmethod
+    def _run_integer(n, x, ir):
+        """Integer weights into exact sums (float64 holds them exactly), then currents in
+        the layer's units. On the image: uint8 pixels minus the zero point."""
+        wq = n.quant
+        exact = wq.exact_dtype
+        w = torch.from_numpy(wq.q).to(exact)
+        stride, pad = n.attrs["stride"], n.attrs["padding"]
+        if ir.node(n.inputs[0]).kind == "analog":
+            from ..quant.integer import InputQuant
+            pixels = InputQuant(wq.input_scale, wq.zero_point).pixels(x) - wq.zero_point
+            y = integer_currents(F.conv2d(pixels.to(exact), w, None, stride, pad), wq, 1)
+            return y.unsqueeze(0).expand(ir.timesteps, *y.shape)
+        y = F.conv2d(x.flatten(0, 1).to(exact), w, None, stride, pad)
+        return integer_currents(y, wq, 1).reshape(ir.timesteps, -1, *y.shape[1:])
+
+    def quantize(self, n, qz):
+        if qz.ir.node(n.inputs[0]).kind == "analog":
+            return quantize_synaptic(n, qz, analog=True)
+        only = qz.ir.consumers(n.name)
+        if len(only) == 1 and only[0].op == "maxpool2d":
+            raise SvtError(f"integer precision does not support a conv pooled before its LIF "
+                           f"yet ({n.name}); use --precision fp32")
+        quantize_synaptic(n, qz)
 
     def couple(self, n, key, union):
         return f"out:{n.name}"
@@ -72,7 +102,8 @@ class Conv2d(Op):
     def schedule(self, n, s):
         only = s.only_consumer(n)
         if n.inputs[0] == "input":
-            return weighted_step(n, s, "conv2d_analog_lif", fused_lif(n, s), n.channels * 4)
+            return weighted_step(n, s, "conv2d_analog_lif", fused_lif(n, s),
+                                 0 if n.quant is not None else n.channels * 4)
         if only is not None and only.op == "maxpool2d":
             return self._pooled_step(n, only, s)
         return weighted_step(n, s, "conv2d_spiking_lif", fused_lif(n, s),
@@ -95,13 +126,15 @@ class Conv2d(Op):
 
     def weight_layout(self, step, weight):
         k = weight.shape[-1]
-        if step.kernel == "conv2d_analog_lif":
+        if step.kernel.startswith("conv2d_analog_lif"):
             return weight, f"OIHW [{weight.shape[0]}][{weight.shape[1]}][{k}][{k}]"
         # [out][in][ky][kx] -> [ky][kx][in][out]: one input's column is contiguous
         return (np.ascontiguousarray(weight.transpose(2, 3, 1, 0)),
                 f"HWIO [{k}][{k}][{weight.shape[1]}][{weight.shape[0]}]")
 
     def c_call(self, step, c):
+        if step.kernel.endswith("_q"):
+            return self._c_call_integer(step, c)
         a = step.attrs
         out_h, out_w = ((a["conv_height"], a["conv_width"])
                         if step.kernel == "conv2d_spiking_maxpool" else (step.height, step.width))
@@ -127,6 +160,24 @@ class Conv2d(Op):
         return CCall("svt_conv2d_spiking_maxpool",
                      [c.arena(src), c.fmt(src), "&" + conv.symbol, "&" + pool.symbol, c.T,
                       c.arena_f32(step.name), c.scratch_f32(step)], [conv, pool])
+
+    @staticmethod
+    def _c_call_integer(step, c):
+        a, wq = step.attrs, c.quant(step)
+        conv = ParamStruct("svt_conv2d_q_t", c.symbol("conv_", step.name), {
+            "in_c": c.u(a["in_channels"]), "in_h": c.u(a["in_height"]),
+            "in_w": c.u(a["in_width"]), "out_c": c.u(step.channels),
+            "out_h": c.u(step.height), "out_w": c.u(step.width), "kernel": c.u(a["kernel"]),
+            "stride": c.u(a["stride"]), "pad": c.u(a["padding"]), "bits": c.u(wq.bits),
+            "frac_bits": c.u(wq.frac_bits), "input_zero_point": str(int(wq.zero_point)),
+            "weight": c.weight(step), "bias": c.bias(step)})
+        if step.kernel == "conv2d_analog_lif_q":
+            return CCall("svt_conv2d_analog_lif_q", ["image", "&" + conv.symbol, c.T,
+                                                     c.lif(step), c.arena(step.name)], [conv])
+        src = step.inputs[0]
+        return CCall("svt_conv2d_spiking_lif_q",
+                     [c.arena(src), c.fmt(src), "&" + conv.symbol, c.T, c.lif(step),
+                      c.arena(step.name), c.scratch_i32(step)], [conv])
 
     def tflite(self, n, vals, tfc):
         x, timed = vals[n.inputs[0]]

@@ -60,6 +60,20 @@ def lif_lowering(x, timed, tau, v_th, v_reset, tfc):
     return tf.reshape(y, [tfc.timesteps * tfc.batch, *y.shape[2:]])
 
 
+def lif_integer(current: torch.Tensor, threshold: torch.Tensor, decay_shift: int):
+    """The integer LIF of ``lif_q.c``: int32 currents in the producer's units, reset to 0,
+    ``h = v + ((x - v) >> decay_shift)`` (an arithmetic, flooring shift), spike when
+    ``h >= threshold``."""
+    v = torch.zeros_like(current[0])
+    spikes = []
+    for x in current:
+        h = v + ((x - v) >> decay_shift)
+        fire = h >= threshold
+        spikes.append(fire.float())
+        v = torch.where(fire, torch.zeros_like(h), h)
+    return torch.stack(spikes)
+
+
 class Lif(Op):
     kind = "lif"
     modules = (sj_neuron.BaseNode,)
@@ -95,7 +109,15 @@ class Lif(Op):
         x = vals[n.inputs[0]]
         if x.dim() == 3:  # a LIF on [T, B, C] features: one token
             x = x[..., None, None]
+        if n.quant is not None:
+            threshold = torch.from_numpy(n.quant.threshold.astype(np.int32)).view(-1, 1, 1)
+            return lif_integer(x, threshold, n.quant.decay_shift)
         return lif_reference(x, n.attrs["tau"], n.attrs["v_threshold"], n.attrs["v_reset"])
+
+    def quantize(self, n, qz):
+        if n.quant is None:  # set by the integer layer that feeds it (Quantizer.set_lif)
+            raise SvtError(f"integer precision: {n.name} is not fed by an integer conv, "
+                           "linear or attention layer; use --precision fp32")
 
     def work(self, n, vals, ir):  # one membrane step per neuron and timestep
         return Work(neuron_updates=vals[n.name].numel())

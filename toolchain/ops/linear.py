@@ -10,7 +10,8 @@ import torch.nn as nn
 from ..errors import SvtError
 from .base import CCall, Op, ParamStruct
 from .registry import register
-from .synaptic import column_work, fused_lif, weighted_node, weighted_step
+from .synaptic import (column_work, fused_lif, integer_currents, quantize_synaptic,
+                       weighted_node, weighted_step)
 
 
 def dense_lowering(x, n, tfc):
@@ -25,7 +26,8 @@ class Linear(Op):
     kind = "linear"
     modules = (nn.Linear, nn.Conv1d)
     has_weights = True
-    kernels = {"linear_spiking_lif": ("linear_spiking_lif.c",)}
+    kernels = {"linear_spiking_lif": ("linear_spiking_lif.c",),
+               "linear_spiking_lif_q": ("linear_spiking_lif_q.c",)}
 
     def capture_module(self, b, name, m, x, out):
         src = b.src(x, name)
@@ -43,8 +45,16 @@ class Linear(Op):
         return True
 
     def run(self, n, vals, ir):
+        if n.quant is not None:  # exact integer sums, then currents in the layer's units
+            exact = n.quant.exact_dtype
+            w = torch.from_numpy(n.quant.q).to(exact)
+            acc = torch.einsum("tbchw,oc->tbohw", vals[n.inputs[0]].to(exact), w)
+            return integer_currents(acc, n.quant, 2)
         w, b = torch.from_numpy(n.weight), torch.from_numpy(n.bias)
         return torch.einsum("tbchw,oc->tbohw", vals[n.inputs[0]], w) + b[:, None, None]
+
+    def quantize(self, n, qz):
+        quantize_synaptic(n, qz)
 
     def couple(self, n, key, union):
         return f"out:{n.name}"
@@ -60,10 +70,20 @@ class Linear(Op):
         return np.ascontiguousarray(weight.T), f"[in {weight.shape[1]}][out {weight.shape[0]}]"
 
     def c_call(self, step, c):
+        src = step.inputs[0]
+        if step.kernel == "linear_spiking_lif_q":
+            wq = c.quant(step)
+            linear = ParamStruct("svt_linear_q_t", c.symbol("linear_", step.name), {
+                "tokens": c.u(step.height * step.width),
+                "in_c": c.u(step.attrs["in_channels"]), "out_c": c.u(step.channels),
+                "bits": c.u(wq.bits), "frac_bits": c.u(wq.frac_bits),
+                "weight_io": c.weight(step), "bias": c.bias(step)})
+            return CCall("svt_linear_spiking_lif_q",
+                         [c.arena(src), c.fmt(src), "&" + linear.symbol, c.T, c.lif(step),
+                          c.arena(step.name), c.scratch_i32(step)], [linear])
         linear = ParamStruct("svt_linear_t", c.symbol("linear_", step.name), {
             "tokens": c.u(step.height * step.width), "in_c": c.u(step.attrs["in_channels"]),
             "out_c": c.u(step.channels), "weight_io": c.weight(step), "bias": c.bias(step)})
-        src = step.inputs[0]
         return CCall("svt_linear_spiking_lif",
                      [c.arena(src), c.fmt(src), "&" + linear.symbol, c.T, c.lif(step),
                       c.arena(step.name), c.scratch_f32(step)], [linear])

@@ -42,6 +42,11 @@ class MaxPool2d(Op):
                          n.attrs["padding"])
         return y.reshape(ir.timesteps, -1, *y.shape[1:])
 
+    def quantize(self, n, qz):  # a max of spikes is a spike; a max of currents is float
+        if n.kind != "spikes":
+            raise SvtError(f"integer precision does not support a max-pool of currents yet "
+                           f"({n.name}); use --precision fp32")
+
     def schedule(self, n, s):
         inputs = s.inputs(n)
         t = s.timesteps

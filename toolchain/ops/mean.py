@@ -37,7 +37,8 @@ class Mean(Op):
     kind = "mean"
     functions = ("mean",)
     kernels = {"mean_tokens": ("mean.c",), "mean_time": ("mean.c",),
-               "mean_tokens_time": ("mean.c",)}
+               "mean_tokens_time": ("mean.c",), "sum_tokens_q": ("sum_q.c",),
+               "sum_time_q": ("sum_q.c",), "sum_tokens_time_q": ("sum_q.c",)}
 
     def capture_function(self, b, name, args, kwargs, out):
         x = args[0]
@@ -81,22 +82,55 @@ class Mean(Op):
 
     def run(self, n, vals, ir):
         y = vals[n.inputs[0]]
+        if n.quant is not None:  # integer: sums (the head divides by folding the divisor)
+            y = y.round().long() if y.is_floating_point() else y
+            if n.attrs["tokens"]:
+                y = y.flatten(-2).sum(-1)
+            return y.sum(0) if n.attrs["time"] else y
         if n.attrs["tokens"]:
             y = y.flatten(-2).mean(-1)
         if n.attrs["time"]:
             y = y.mean(0)
         return y
 
+    def quantize(self, n, qz):
+        from ..quant.integer import SumQuant
+        src = qz.ir.node(n.inputs[0])
+        if src.kind not in ("spikes", "count") and getattr(src, "quant", None) is None:
+            raise SvtError(f"integer precision: {n.name} averages {src.kind} values; only "
+                           "means of spikes and counts are supported (use --precision fp32)")
+        before = src.quant.divisor if getattr(src, "quant", None) is not None else 1
+        n.quant = SumQuant(before * self._count(n, src, qz.ir))
+
+    @staticmethod
+    def _count(n, src, ir) -> int:
+        """How many values one output sums."""
+        return (src.tokens if n.attrs["tokens"] else 1) * (ir.timesteps if n.attrs["time"] else 1)
+
+    def integer_bound(self, n, qz):
+        src = qz.ir.node(n.inputs[0])
+        return qz.bound(src.name) * self._count(n, src, qz.ir)
+
     def schedule(self, n, s):
         inputs = s.inputs(n)
         src = s.ir.node(n.inputs[0])
         floats = n.channels * (s.timesteps if n.attrs["has_time"] else 1)
-        return Step(n.name, KERNELS[n.attrs["tokens"], n.attrs["time"]], [n.name], inputs,
-                    "float", n.channels, 1, 1, floats * 4,
+        kernel = KERNELS[n.attrs["tokens"], n.attrs["time"]]
+        if n.quant is not None:
+            kernel = kernel.replace("mean", "sum") + "_q"
+        return Step(n.name, kernel, [n.name], inputs,
+                    "float" if n.quant is None else "int32", n.channels, 1, 1, floats * 4,
                     attrs={"tokens": src.tokens, "in_format": s.format_of(inputs[0])}, op=n.op)
 
     def c_call(self, step, c):
         src = step.inputs[0]
+        if step.kernel == "sum_time_q":
+            return CCall("svt_sum_time_q", [c.arena_i32(src), c.u(step.channels), c.T,
+                                            c.arena_i32(step.name)])
+        if step.kernel.endswith("_q"):
+            return CCall("svt_" + step.kernel, [c.arena(src), c.fmt(src),
+                                                c.u(step.attrs["tokens"]), c.u(step.channels),
+                                                c.T, c.arena_i32(step.name)])
         if step.kernel == "mean_time":
             return CCall("svt_mean_time", [c.arena_f32(src), c.u(step.channels), c.T,
                                            c.arena_f32(step.name)])

@@ -35,7 +35,8 @@ def ssa_reference(q, k, v, heads: int, scale: float):
 class SpikingSelfAttention(Op):
     kind = "ssa"
     functions = ("matmul", "__matmul__", "bmm") + SCALE_FUNCTIONS
-    kernels = {"ssa_lif": ("ssa_lif.c",)}
+    kernels = {"ssa_lif": ("ssa_lif.c", "ssa_counts.c"),
+               "ssa_lif_q": ("ssa_lif_q.c", "ssa_counts.c")}
 
     def capture_function(self, b, name, args, kwargs, out):
         if name in ("matmul", "__matmul__", "bmm"):
@@ -104,7 +105,20 @@ class SpikingSelfAttention(Op):
 
     def run(self, n, vals, ir):
         q, k, v = (vals[i] for i in n.inputs)
+        if n.quant is not None:  # the attention counts, with frac_bits fractional bits
+            counts = ssa_reference(q, k, v, n.attrs["heads"], 1.0)  # exact: < 2**24
+            return counts.round().to(torch.int32) * (1 << n.quant.frac_bits)
         return ssa_reference(q, k, v, n.attrs["heads"], n.attrs["scale"])
+
+    def quantize(self, n, qz):
+        """Counts (q kᵀ) v are exact; the scale becomes the unit of the LIF threshold."""
+        from ..quant.integer import AttentionQuant, frac_bits_for
+        lif = qz.lif_after(n)
+        unit = np.full(n.channels, float(n.attrs["scale"]))
+        most = np.array([n.tokens * n.attrs["head_dim"]])  # a token meets every k, v pair
+        frac = frac_bits_for(most, np.zeros(1), lif.attrs["v_threshold"] / unit, n.name)
+        n.quant = AttentionQuant(frac)
+        qz.set_lif(lif, unit, frac)
 
     def work(self, n, vals, ir):
         """kᵀv per head: each token adds 1 for every pair of a k spike and a v spike in the
@@ -132,22 +146,28 @@ class SpikingSelfAttention(Op):
         lif_a, out_format, out = output_of(n, fused_lif(n, s), s)
         kv_bytes = kv_bytes_per_entry(n.tokens)
         kv = s.timesteps * n.channels * n.attrs["head_dim"] * kv_bytes
-        return Step(n.name, "ssa_lif", [n.name, lif_a["lif"]], s.inputs(n), out_format,
+        kernel = "ssa_lif_q" if n.quant is not None else "ssa_lif"
+        return Step(n.name, kernel, [n.name, lif_a["lif"]], s.inputs(n), out_format,
                     n.channels, n.height, n.width, out,
                     scratch_bytes=align(kv) + s.timesteps * n.channels * 4,
+                    weight_bytes=4 * n.channels if n.quant is not None else 0,  # thresholds
                     attrs={**lif_a, "heads": n.attrs["heads"], "head_dim": n.attrs["head_dim"],
                            "scale": n.attrs["scale"], "kv_bytes": kv_bytes}, op=n.op)
 
     def c_call(self, step, c):
         a = step.attrs
-        ssa = ParamStruct("svt_ssa_t", c.symbol("ssa_", step.name), {
-            "tokens": c.u(step.height * step.width), "heads": c.u(a["heads"]),
-            "head_dim": c.u(a["head_dim"]), "kv_bytes": c.u(a["kv_bytes"]),
-            "scale": c.f(a["scale"])})
+        fields = {"tokens": c.u(step.height * step.width), "heads": c.u(a["heads"]),
+                  "head_dim": c.u(a["head_dim"]), "kv_bytes": c.u(a["kv_bytes"])}
+        if step.kernel == "ssa_lif_q":
+            fields["frac_bits"] = c.u(c.quant(step).frac_bits)
+            ssa = ParamStruct("svt_ssa_q_t", c.symbol("ssa_", step.name), fields)
+        else:
+            ssa = ParamStruct("svt_ssa_t", c.symbol("ssa_", step.name),
+                              {**fields, "scale": c.f(a["scale"])})
         kv = a["kv_bytes"] * c.timesteps * step.channels * a["head_dim"]
         scratch = c.offset(f"{step.name}.scratch")
         q, k, v = step.inputs
-        return CCall("svt_ssa_lif", [c.arena(q), c.arena(k), c.arena(v), "&" + ssa.symbol, c.T,
+        return CCall("svt_" + step.kernel, [c.arena(q), c.arena(k), c.arena(v), "&" + ssa.symbol, c.T,
                                      c.lif(step), c.arena(step.name), f"ARENA({scratch}u)",
                                      f"ARENA_I32({scratch + align(kv)}u)"], [ssa])
 

@@ -3,10 +3,13 @@ they make from a torch layer, and the step that fuses them with the LIF they fee
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import SvtError
 from ..graph import Node
+from ..quant.integer import WeightQuant, frac_bits_for, round_int
+from ..quant.packing import packed_bytes, quantize_per_channel
 from .base import (WEIGHT_BYTES, Schedule, Step, Work, events, lif_attrs, membrane_bytes,
                    spike_bytes)
 
@@ -61,10 +64,59 @@ def input_shape_attrs(n: Node, s: Schedule) -> dict:
 
 def weighted_step(n: Node, s: Schedule, kernel: str, lif: Node | None, scratch: int) -> Step:
     lif_a, out_format, out = output_of(n, lif, s)
+    rows = "outputs" if s.inputs(n)[0] == "input" else "inputs"
+    if n.quant is not None:
+        kernel += "_q"
     return Step(n.name, kernel, [n.name] + ([lif.name] if lif else []), s.inputs(n),
                 out_format, n.channels, n.height, n.width, out, scratch_bytes=scratch,
-                weight_bytes=n.params * WEIGHT_BYTES, params=n.params,
-                attrs={**lif_a, **input_shape_attrs(n, s)}, op=n.op)
+                weight_bytes=flash_bytes(n, rows, lif), params=n.params,
+                attrs={**lif_a, **input_shape_attrs(n, s), "weight_rows": rows}, op=n.op)
+
+
+def weight_rows(step: Step, laid_out: np.ndarray) -> np.ndarray:
+    """An op's weight layout as the rows integer packing pads to whole bytes: one per
+    output (``weight_rows`` "outputs") or one per input (a column of outputs)."""
+    if step.attrs["weight_rows"] == "outputs":
+        return laid_out.reshape(step.channels, -1)
+    return laid_out.reshape(-1, step.channels)
+
+
+def flash_bytes(n: Node, rows: str, lif: Node | None = None) -> int:
+    """Flash bytes of n's weights and bias as its kernel stores them: fp32, or integer
+    rows packed at the layer's precision (a row is one input's column of outputs for
+    spike-fed layers, one output's weights otherwise) with int32 biases and the fused
+    LIF's int32 thresholds."""
+    if n.quant is None:
+        return n.params * WEIGHT_BYTES
+    out = n.channels
+    fan_in = n.weight.size // out
+    count, length = (out, fan_in) if rows == "outputs" else (fan_in, out)
+    return packed_bytes(count, length, n.quant.bits) + 4 * out + (4 * out if lif else 0)
+
+
+def quantize_synaptic(n: Node, qz, analog: bool = False) -> None:
+    """Integer weights for a conv2d/linear feeding a LIF: per-channel scales, the bias and
+    the LIF's thresholds in the layer's current units (see quant/integer.py)."""
+    lif = qz.lif_after(n)
+    q, scale = quantize_per_channel(n.weight, qz.bits(n))
+    unit = scale * qz.input.scale if analog else scale
+    acc_bound = np.abs(q.astype(np.int64)).reshape(len(q), -1).sum(1) * qz.bound(n.inputs[0])
+    bias_units = np.asarray(n.bias, np.float64) / unit
+    frac = frac_bits_for(acc_bound, bias_units, lif.attrs["v_threshold"] / unit, n.name)
+    n.quant = WeightQuant(qz.bits(n), q, scale, round_int(bias_units * 2.0 ** frac), frac,
+                          qz.input.zero_point if analog else 0,
+                          qz.input.scale if analog else 1.0, int(acc_bound.max()))
+    qz.set_lif(lif, unit, frac)
+
+
+def integer_currents(acc: torch.Tensor, wq: WeightQuant, channel_dim: int) -> torch.Tensor:
+    """Exact accumulator sums (floats holding integers) -> int32 currents in the layer's
+    units: ``acc * 2**frac_bits + bias``, as the C's ``svt_currents_out_q`` (quantizing
+    chose frac_bits so that they stay below 2**30)."""
+    shape = [1] * acc.dim()
+    shape[channel_dim] = -1
+    return (acc.round().to(torch.int32) * (1 << wq.frac_bits)
+            + torch.from_numpy(wq.bias.astype(np.int32)).view(shape))
 
 
 def column_work(n: Node, vals: dict, ir) -> Work:

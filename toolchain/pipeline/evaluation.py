@@ -12,6 +12,7 @@ from ..evaluate import accuracy, cached_test_split_accuracy
 from ..ir import extract_ir
 from ..loading import LoadedModel
 from ..memory import plan_memory
+from ..quant.reference import deployed_ir, reference_model
 from ..stages import StageCache
 from .common import Log, progress_bar
 
@@ -53,7 +54,8 @@ def evaluate_model(loaded: LoadedModel, ds: Dataset, samples: int | None,
     x, y = ds.split("test", samples)
     with progress_bar(len(y), "evaluate", quiet) as bar:
         try:
-            acc = accuracy(loaded.model, ds, x, y, progress=bar.update)
+            acc = accuracy(reference_model(loaded, ds.input_shape), ds, x, y,
+                           progress=bar.update)
         except (RuntimeError, ValueError) as e:
             raise SvtError(f"the model failed on {ds.input_shape} images from the data: "
                            f"{str(e).splitlines()[0][:160]}") from None
@@ -74,8 +76,8 @@ class BaselineResult:
 
 def baseline(loaded: LoadedModel, ds: Dataset, test_samples: int | None, cache_dir: Path,
              quiet: bool, log: Log) -> BaselineResult:
-    plan = plan_memory(extract_ir(loaded.model, ds.input_shape))
-    acc, n = cached_test_accuracy(loaded.model, ds, loaded.fingerprint(), test_samples,
+    plan = plan_memory(deployed_ir(loaded, ds.input_shape))
+    acc, n = cached_test_accuracy(reference_model(loaded, ds.input_shape), ds, loaded.fingerprint(), test_samples,
                                   cache_dir, quiet, "baseline (test)")
     log(f"baseline: test accuracy {acc:.4f} on {n:,} images, weights "
         f"{plan.weight_bytes:,} B, arena {plan.arena_bytes:,} B")

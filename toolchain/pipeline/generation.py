@@ -11,7 +11,8 @@ from ..boards import Board
 from ..codegen import Generated, generate
 from ..errors import SvtError
 from ..firmware import generate_firmware
-from ..ir import IR, extract_ir
+from ..ir import IR
+from ..quant.reference import deployed_ir
 from ..loading import LoadedModel
 from ..manifest import MANIFEST
 from ..memory import Fit, MemoryPlan, check_fit, plan_memory
@@ -33,7 +34,7 @@ def _shape(loaded: LoadedModel, input_shape) -> tuple[int, int, int]:
 def generate_sources(loaded: LoadedModel, input_shape, out_dir: str | Path
                      ) -> tuple[IR, MemoryPlan, Generated]:
     """The model's C for the host build in ``out_dir``: (ir, plan, Generated)."""
-    ir = extract_ir(loaded.model, _shape(loaded, input_shape))
+    ir = deployed_ir(loaded, _shape(loaded, input_shape))
     plan = plan_memory(ir)
     return ir, plan, generate(ir, plan, out_dir, source=str(loaded.weights))
 
@@ -41,7 +42,7 @@ def generate_sources(loaded: LoadedModel, input_shape, out_dir: str | Path
 def generate_project(loaded: LoadedModel, input_shape, board: Board, out_dir: str | Path
                      ) -> tuple[IR, MemoryPlan, Generated]:
     """The model's C plus firmware/ for ``board`` in ``out_dir``: (ir, plan, Generated)."""
-    ir = extract_ir(loaded.model, _shape(loaded, input_shape))
+    ir = deployed_ir(loaded, _shape(loaded, input_shape))
     plan = plan_memory(ir)
     return ir, plan, generate_firmware(ir, plan, board, out_dir, source=str(loaded.weights))
 

@@ -23,6 +23,8 @@ class ModelInputs:
     normalize: tuple[float, float] | None = None
     device: str = "auto"
     batch_size: int = 250
+    precision: str | None = None  # fp32 | int8 | int4; None: the checkpoint's
+
 
     @property
     def data_label(self) -> str:
@@ -41,4 +43,8 @@ def load_inputs(inputs: ModelInputs, need_data: bool = True
             raise SvtError(f"the model expects {tuple(loaded.input_shape)} images but the data "
                            f"has {ds.input_shape}; pass the --data it was trained on")
         loaded.input_shape = ds.input_shape
+    if inputs.precision is not None:
+        from ..prune.precision import at_precision
+        loaded = at_precision(loaded, inputs.precision,
+                              ds.normalize if ds is not None else loaded.normalize)
     return loaded, ds

@@ -15,7 +15,7 @@ from ..device_check import DeviceCheck, check_identity, device_check
 from ..errors import SvtError
 from ..firmware import FirmwareBuild, build_firmware
 from ..flashing import flash
-from ..ir import extract_ir
+from ..quant.reference import deployed_ir
 from ..loading import LoadedModel
 from ..manifest import MANIFEST, read_manifest
 from ..memory import plan_memory
@@ -52,6 +52,7 @@ class DeviceResult:
     counter: str
     seconds_per_image: float
     link: dict
+    identical_to_reference: bool = False  # every score equal to PyTorch's (integer models)
 
 
 def _result(check: DeviceCheck, target: str) -> DeviceResult:
@@ -64,7 +65,8 @@ def _result(check: DeviceCheck, target: str) -> DeviceResult:
         identical_to_host=d["identical_to_host"],
         instructions_per_inference=None if per_inference is None else int(per_inference),
         counter="instructions (QEMU -icount)" if check.instructions_mean is not None
-        else "cycles (DWT CYCCNT)", seconds_per_image=d["seconds_per_image"], link=d["link"])
+        else "cycles (DWT CYCCNT)", seconds_per_image=d["seconds_per_image"], link=d["link"],
+        identical_to_reference=d["max_abs_diff_torch"] == 0)
 
 
 def device_stage(pruned: LoadedModel, ds: Dataset, board: Board, project: Path,
@@ -152,7 +154,7 @@ def host_project(loaded: LoadedModel, ds: Dataset, info: DeviceInfo, project: Pa
     """A generated project of this model for the host build: ``project`` when its manifest
     says it holds this model (its firmware build is left alone), else fresh sources in
     ``scratch``. The device must run this model too."""
-    ir = extract_ir(loaded.model, ds.input_shape)
+    ir = deployed_ir(loaded, ds.input_shape)
     expected = model_hash(ir)
     size = int(ds.input_shape[0] * ds.input_shape[1] * ds.input_shape[2])
     check_identity(info, expected, size, ir.num_classes, "the board")

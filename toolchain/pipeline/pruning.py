@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data import Dataset
 from ..ir import extract_ir
+from ..quant.reference import reference_model
 from ..loading import LoadedModel
 from ..memory import plan_memory
 from ..prune import Budget, PruneOptions, Pruner, PruneResult, plan_json, write_outputs
@@ -51,7 +52,7 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     t = time.time()
 
     def test_accuracy(lm: LoadedModel, desc: str) -> tuple[float, int]:
-        return cached_test_accuracy(lm.model, ds, lm.fingerprint(), options.test_samples,
+        return cached_test_accuracy(reference_model(lm, ds.input_shape), ds, lm.fingerprint(), options.test_samples,
                                     cache_dir, quiet, desc)
 
     base_acc, n = test_accuracy(loaded, "test (baseline)")
@@ -64,6 +65,8 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
     plan = plan_json(result, budget, options.policy, pruner.groups, timings, test,
                      {"board": board.name if board else None, "allocation": options.allocation,
+                      "precision": result.state.loaded.precision,
+                      "precisions_tried": pruner.precisions,
                       "validation": {"profile_samples": pruner.val.profile_samples,
                                      "check_samples": pruner.val.check_samples,
                                      "evaluations": pruner.val.evaluations}})

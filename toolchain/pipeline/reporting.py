@@ -49,6 +49,8 @@ def build_report(*, board: Board, loaded: LoadedModel, data: str, command: str,
                               model.arena_bytes) if finetuned else None,
         "test_samples": test["samples"],
         "budget": prune.budget,
+        "precision": model.precision,  # of the generated C's weights
+        "precisions_tried": plan.get("precisions_tried"),
         "policy": plan["policy"], "allocation": plan.get("allocation"),
         "validation": plan.get("validation"),
         "finetune": plan.get("finetuned"),

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..errors import SvtError
-from ..ir import IR, _common_prefix, extract_ir
+from ..ir import IR, _common_prefix
+from ..quant.reference import deployed_ir
 from ..loading import LoadedModel
 from ..surgery import keep_inputs, keep_outputs
 from .importance import SYNAPTIC, ranked_units
@@ -170,7 +171,7 @@ def pruned_copy(loaded: LoadedModel, ir: IR, group: Group, keep: int) -> tuple[L
     new = copy.deepcopy(loaded)
     prune_group(new, ir, group, keep)
     try:
-        return new, extract_ir(new.model, ir.input_shape)
+        return new, deployed_ir(new, ir.input_shape)
     except (RuntimeError, SvtError) as e:
         raise SvtError(f"pruning {group.label or group.space} breaks the model's forward "
                        f"({str(e).splitlines()[0][:120]})") from None

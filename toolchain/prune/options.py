@@ -61,6 +61,8 @@ class PruneOptions:
     target_sram: int | None = None  # arena bytes allowed (overrides the board's)
     max_reduction: float | None = None  # cut the weight bytes by this many percent
     # policy
+    # weight precision: auto (the engine chooses, see prune/precision.py) | fp32 | int8 | int4
+    precision: str = "auto"
     policy: str = "prioritized"  # prioritized | uniform
     allocation: str = "proportional"  # proportional | greedy (prioritized policy)
     ladder: tuple[float, ...] = LADDER  # rates profiled per group

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
 from ..ir import IR
+from ..memory import plan_memory
 from .groups import Group, group_units, touching_params
 from .importance import SYNAPTIC
 from .options import Budget
@@ -36,14 +37,21 @@ def summarize_groups(result: PruneResult, groups: list[Group]) -> list[dict]:
 
 
 def layer_rows(base_ir: IR, final_ir: IR) -> list[dict]:
-    """Per synaptic layer: parameters before and after (BN folded)."""
-    after = {n.name: n.params for n in final_ir.nodes if n.op in SYNAPTIC}
+    """Per synaptic layer: parameters before and after (BN folded), the precision it is
+    deployed at and its flash bytes before and after (packed as the kernels store them)."""
+    after = {n.name: n for n in final_ir.nodes if n.op in SYNAPTIC}
+    bytes_before = {s.name: s.weight_bytes for s in plan_memory(base_ir).steps}
+    bytes_after = {s.name: s.weight_bytes for s in plan_memory(final_ir).steps}
     rows = []
     for n in base_ir.nodes:
         if n.op in SYNAPTIC:
-            a = after.get(n.name, 0)
+            a = after[n.name].params if n.name in after else 0
+            precision = (after[n.name].attrs.get("precision", "fp32") if n.name in after
+                         else "-")
             rows.append({"name": n.name, "params_before": n.params, "params_after": a,
-                         "rate": round(1 - a / n.params, 4) if n.params else 0.0})
+                         "rate": round(1 - a / n.params, 4) if n.params else 0.0,
+                         "precision": precision, "bytes_before": bytes_before.get(n.name, 0),
+                         "bytes_after": bytes_after.get(n.name, 0)})
     return rows
 
 

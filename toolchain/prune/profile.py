@@ -18,6 +18,7 @@ from ..errors import SvtError
 from ..evaluate import accuracy
 from ..ir import IR
 from ..loading import LoadedModel
+from ..quant.reference import reference_model
 from ..runtime import current
 from ..stages import StageCache, stage_key
 from .groups import Group, keep_count, pruned_copy
@@ -112,7 +113,7 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
             return cell
         try:
             model, _ = pruned_copy(loaded, ir, g, k)
-            cell = {"accuracy": val.profile(model.model)}
+            cell = {"accuracy": val.profile(reference_model(model))}
         except SvtError as e:
             cell = {"error": str(e)}
         if cells is not None:
@@ -121,7 +122,7 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
             progress(1)
         return cell
 
-    base = val.profile(loaded.model, alone=False)
+    base = val.profile(reference_model(loaded), alone=False)
 
     def ladder_rows(g: Group) -> list[dict]:
         rows, seen = [], set()

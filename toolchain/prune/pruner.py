@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data import Dataset
 from ..errors import InfeasibleBudget
-from ..ir import extract_ir
+from ..quant.reference import deployed_ir, reference_model
 from ..loading import LoadedModel
 from ..memory import plan_memory
 from ..stages import StageCache
@@ -22,6 +22,7 @@ from ..training import train_steps
 from .groups import (Group, discover_groups, group_units, keep_count, pruned_copy, sized_groups,
                      touching_params)
 from .options import Budget, PruneOptions
+from .precision import at_precision, choose_precision
 from .policies import (State, allocation_passes, check_policy, drop_limit, drop_points,
                        state_of, uniform_rate_state)
 from .profile import Validator, profile_sensitivity
@@ -92,7 +93,7 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
             order = sorted(cands, key=lambda c: -c[0]["rate"])
         accepted = None
         for row, model, ir, plan in order:
-            acc = val.check(model.model)
+            acc = val.check(reference_model(model))
             drop = drop_points(base, acc)
             explored.append({"group": g.label, "rate": round(row["rate"], 4),
                              "keep": row["keep"], "params": plan.params,
@@ -143,8 +144,17 @@ class Pruner:
         self.allocation = options.allocation
         self.timings: dict[str, float] = {}
         t = time.time()
-        ir = extract_ir(loaded.model, ds.input_shape)
-        self.baseline = state_of(loaded, ir, self.val.check(loaded.model))
+        fp32 = at_precision(loaded, "fp32", None)
+        fp32_accuracy = self.val.check(fp32.model)
+        log(f"weight precision ({options.precision}):")
+        loaded, accuracy, self.precisions = choose_precision(
+            fp32, options.precision, budget, self.val, ds, fp32_accuracy, log)
+        ir = deployed_ir(loaded, ds.input_shape)
+        # drops and savings are measured from the fp32 model; pruning starts from the
+        # model at the chosen precision
+        self.baseline = (state_of(fp32, deployed_ir(fp32, ds.input_shape), fp32_accuracy)
+                         if loaded.precision != "fp32" else state_of(loaded, ir, accuracy))
+        self.start = state_of(loaded, ir, accuracy)
         self.groups = discover_groups(loaded, ir, log)
         self.timings["baseline"] = time.time() - t
 
@@ -164,8 +174,8 @@ class Pruner:
         loaded = copy.deepcopy(state.loaded)
         train_steps(loaded.model, self.ds, x, y, epochs=epochs, lr=o.finetune_lr, seed=seed,
                     progress=self.progress)
-        ir = extract_ir(loaded.model, self.ds.input_shape)
-        new = state_of(loaded, ir, self.val.check(loaded.model))
+        ir = deployed_ir(loaded, self.ds.input_shape)
+        new = state_of(loaded, ir, self.val.check(reference_model(loaded)))
         self.timings["finetuning"] = self.timings.get("finetuning", 0) + time.time() - t
         return new
 
@@ -181,21 +191,22 @@ class Pruner:
         return after
 
     def run(self) -> PruneResult:
-        base, budget, o = self.baseline, self.budget, self.options
-        result = PruneResult(state=base, baseline=base)
-        if budget.fits(base.plan):
+        base, start, budget, o = self.baseline, self.start, self.budget, self.options
+        result = PruneResult(state=start, baseline=base)
+        if budget.fits(start.plan):
             self.log("the model already meets the budget; nothing to prune")
+            result.pruned_accuracy = start.accuracy
             return result
         if self.policy == "uniform":
-            result.state = self._uniform(base, result)
+            result.state = self._uniform(start, result)
         elif o.finetune_epochs > 0:
-            result.state = self._staged(base, result)
+            result.state = self._staged(result)
         else:
             self.log(f"profiling sensitivity of {len(self.groups)} groups on "
                      f"{self.val.profile_samples} validation images")
-            profile = self.profile(base, budget.max_drop)
+            profile = self.profile(start, budget.max_drop)
             t = time.time()
-            result.state = prioritized(base, base, budget, self.val, profile, self.log,
+            result.state = prioritized(start, base, budget, self.val, profile, self.log,
                                        result.explored, result.groups, self.groups,
                                        self.allocation)
             self.timings["pruning"] = time.time() - t
@@ -219,14 +230,14 @@ class Pruner:
                 "--max-drop or more --finetune-epochs")
         return result
 
-    def _uniform(self, base: State, result: PruneResult) -> State:
-        o = self.options
+    def _uniform(self, start: State, result: PruneResult) -> State:
+        o, base = self.options, self.baseline
         t = time.time()
-        rate, loaded, ir = uniform_rate_state(base, self.budget, self.groups, self.log)
+        rate, loaded, ir = uniform_rate_state(start, self.budget, self.groups, self.log)
         if rate < 0:
             raise InfeasibleBudget(f"cannot meet {self.budget.describe()} with the uniform "
                                    "policy even at a 99 % rate")
-        acc = self.val.check(loaded.model)
+        acc = self.val.check(reference_model(loaded))
         new = state_of(loaded, ir, acc)
         if o.finetune_epochs > 0:
             result.pruned_accuracy = acc
@@ -245,14 +256,14 @@ class Pruner:
         self.timings["pruning"] = time.time() - t
         return new
 
-    def _staged(self, base: State, result: PruneResult) -> State:
+    def _staged(self, result: PruneResult) -> State:
         """Prune in stages, each followed by a short recovery fine-tune, so that budgets
         one-shot pruning cannot reach within the drop become reachable. Every stage is held
         to ``max_drop`` against the original baseline: the recovery fine-tune is what buys
         the headroom for the next stage, and the model before the final fine-tune is
         itself within the drop."""
-        o = self.options
-        budget, cur, stage = self.budget, base, 0
+        o, base = self.options, self.baseline
+        budget, cur, stage = self.budget, self.start, 0
         while not budget.fits(cur.plan):
             stage += 1
             target = Budget(

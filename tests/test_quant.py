@@ -1,0 +1,246 @@
+"""Integer precision: weight packing, the integer kernels against the PyTorch integer
+reference, a tiny model end to end at every precision, the precision choice, and the
+no-float check of an integer firmware for a core without FPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, run_cli
+
+from svt_deploy.errors import SvtError
+from svt_deploy.ops.lif import lif_integer
+from svt_deploy.ops.ssa import ssa_reference
+from svt_deploy.quant import pack, packed_bytes, quantize_ir, unpack
+from svt_deploy.quant.packing import quantize_per_channel, quantize_per_tensor
+
+KERNELS = REPO / "firmware_templates" / "kernels"
+HARNESS = Path(__file__).parent / "kernels" / "integer_kernels_harness.c"
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="arm-none-eabi-gcc not installed")
+
+
+# ----------------------------------------------------------------------------- packing
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("shape", [(3, 8), (5, 7), (1, 1), (4, 0)])
+def test_packing_round_trips(bits, shape):
+    rng = np.random.default_rng(sum(shape) + bits)
+    low, high = (-127, 127) if bits == 8 else (-8, 7)
+    rows = rng.integers(low, high + 1, size=shape).astype(np.int8)
+    if rows.size:
+        rows.flat[0], rows.flat[-1] = low, high  # the extremes survive
+    data = pack(rows, bits)
+    assert data.dtype == np.uint8 and data.size == packed_bytes(*shape, bits)
+    assert np.array_equal(unpack(data, *shape, bits), rows)
+
+
+def test_int4_layout_is_low_nibble_first_and_rows_start_on_a_byte():
+    rows = np.array([[1, -1, 7], [-8, 2, 0]], np.int8)
+    # row 0: (1 | 0xF << 4), (7 | pad 0); row 1: (0x8 | 2 << 4), (0 | pad)
+    assert pack(rows, 4).tolist() == [0xF1, 0x07, 0x28, 0x00]
+    with pytest.raises(ValueError):
+        pack(np.array([[9]], np.int8), 4)
+
+
+def test_per_channel_quantization_error_is_half_a_step():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 3, 3, 3))
+    w[2] = 0.0  # an all-zero channel stays zero
+    for bits, qmax in ((8, 127), (4, 7)):
+        q, scale = quantize_per_channel(w, bits)
+        assert q.dtype == np.int8 and np.abs(q).max() <= qmax
+        assert np.all(np.abs(q[2]) == 0)
+        err = np.abs(q * scale[:, None, None, None] - w)
+        assert np.all(err <= scale[:, None, None, None] / 2 + 1e-12)
+        assert np.all(np.abs(q).reshape(6, -1).max(1)[[0, 1, 3, 4, 5]] == qmax)
+    q, scale = quantize_per_tensor(w[:, :, 0, 0], 8)
+    assert np.all(scale == scale[0]) and np.abs(q).max() == 127
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory) -> Path:
+    """The integer kernels (lif_q.c, ssa_lif_q.c, ssa_counts.c) behind a stdin/stdout
+    harness, built with the generated code's warnings as errors."""
+    out = tmp_path_factory.mktemp("harness") / "integer_kernels"
+    sources = [HARNESS] + [KERNELS / f for f in ("lif_q.c", "ssa_lif_q.c", "ssa_counts.c")]
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wshadow",
+                    "-Werror", "-I", str(KERNELS), "-o", str(out), *map(str, sources)],
+                   check=True, capture_output=True)
+    return out
+
+
+def _run(binary: Path, mode: str, payload: bytes) -> bytes:
+    proc = subprocess.run([str(binary), mode], input=payload, capture_output=True, check=True)
+    return proc.stdout
+
+
+def _u32(*values) -> bytes:
+    return np.asarray(values, "<u4").tobytes()
+
+
+def _pack_trains(spikes: np.ndarray) -> bytes:
+    """[T, neurons] 0/1 -> the kernels' packed trains (neuron i's T bits at bit i*T)."""
+    t, n = spikes.shape
+    bits = spikes.T.reshape(-1).astype(np.uint8)  # neuron-major, step t at bit t
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def _unpack_trains(data: bytes, t: int, n: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[:n * t]
+    return bits.reshape(n, t).T
+
+
+@pytest.mark.parametrize("steps,shift", [(1, 1), (4, 1), (8, 1), (4, 0), (6, 3)])
+def test_integer_lif_kernel_matches_reference(harness, steps, shift):
+    rng = np.random.default_rng(steps * 10 + shift)
+    n = 400
+    current = rng.integers(-(2 ** 20), 2 ** 20, size=(steps, n)).astype(np.int32)
+    current[:, :50] = 0  # silent neurons
+    current[:, 50:100] = 2 ** 29  # always above threshold
+    threshold = rng.integers(1, 2 ** 20, size=n).astype(np.int32)
+    out = _run(harness, "lif", _u32(steps, n, shift) + threshold.astype("<i4").tobytes()
+               + current.T.astype("<i4").tobytes())
+    trains = np.frombuffer(out, "<u4")
+    ref = lif_integer(torch.from_numpy(current).view(steps, n, 1, 1),
+                      torch.from_numpy(threshold).view(n, 1, 1), shift)[..., 0, 0].numpy()
+    got = np.array([[(trains[i] >> t) & 1 for i in range(n)] for t in range(steps)])
+    assert np.array_equal(got, ref.astype(np.int64))
+    assert got[:, :50].sum() == 0 and got[-1, 50:100].all()  # the edge cases did happen
+
+
+@pytest.mark.parametrize("density", [0.0, 1.0, 0.1, 0.4])
+def test_integer_ssa_kernel_matches_reference(harness, density):
+    """(q kᵀ) v counts and the attention LIF in integers: the C kernel against the op's
+    integer run, on empty, full and sparse spike trains."""
+    rng = np.random.default_rng(int(density * 10))
+    steps, tokens, heads, head_dim, frac = 4, 9, 2, 4, 6
+    c = heads * head_dim
+    spikes = [(rng.random((steps, tokens * c)) < density).astype(np.uint8) for _ in range(3)]
+    threshold = np.full(c, 4 << frac, np.int32)  # v_th 0.5 at scale 0.125
+    out = _run(harness, "ssa", _u32(steps, tokens, heads, head_dim, frac)
+               + threshold.astype("<i4").tobytes() + b"".join(_pack_trains(s) for s in spikes))
+    got = _unpack_trains(out, steps, tokens * c)
+
+    def as_tensor(s):  # [T, tokens*C] token-major -> [T, 1, C, tokens, 1]
+        return torch.from_numpy(s.reshape(steps, tokens, c).transpose(0, 2, 1)
+                                .astype(np.float32))[:, None, :, :, None]
+
+    counts = ssa_reference(*(as_tensor(s) for s in spikes), heads, 1.0)
+    current = counts.round().to(torch.int32) * (1 << frac)
+    ref = lif_integer(current, torch.from_numpy(threshold).view(-1, 1, 1), 1)
+    ref = ref[:, 0, :, :, 0].numpy().transpose(0, 2, 1).reshape(steps, -1)
+    assert np.array_equal(got, ref.astype(np.uint8))
+    if density == 1.0:
+        assert got.any()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "int4"])
+def test_tiny_model_on_the_host_at_every_precision(tiny_reference, tmp_path, precision):
+    """The generated C and the PyTorch reference at each precision: integer models give
+    identical int32 scores on every image, from uint8 pixels; weights shrink 4x / ~8x."""
+    weights, data = tiny_reference
+    out = run_cli("emulate", "--weights", str(weights), "--data", str(data), "--precision",
+                  precision, "--samples", "60", "--out", str(tmp_path / "gen"), "--json", "-q",
+                  check=True)
+    result = json.loads(out.stdout)
+    assert result["agreement"] == 1.0
+    model_h = (tmp_path / "gen" / "model.h").read_text()
+    manifest = json.loads((tmp_path / "gen" / "manifest.json").read_text())
+    assert manifest["model"]["precision"] == precision
+    if precision == "fp32":
+        assert "typedef float svt_input_t;" in model_h
+        return
+    assert result["identical_scores"] == 1.0 and result["max_abs_score_diff"] == 0
+    assert "typedef uint8_t svt_input_t;" in model_h and "int32_t svt_score_t" in model_h
+    assert result["reference_accuracy"] >= 0.5  # a trained tiny model, still classifying
+    weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
+    assert "const float" not in weights_c and f"int{precision[-1]} weight" in weights_c
+
+
+def test_quantized_weight_bytes_follow_the_precision(tiny_reference):
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.memory import plan_memory
+
+    loaded = load_model(None, tiny_reference[0])
+    sizes = {}
+    for precision in ("fp32", "int8", "int4"):
+        ir = quantize_ir(extract_ir(loaded.model, (1, 28, 28)), precision)
+        sizes[precision] = plan_memory(ir).weight_bytes
+        for n in ir.nodes:
+            if n.weight is not None:
+                assert n.attrs["precision"] == precision
+    assert 0.24 < sizes["int8"] / sizes["fp32"] < 0.30  # 1 B per weight + int32 biases
+    assert 0.12 < sizes["int4"] / sizes["fp32"] < 0.17
+
+
+def test_integer_precision_refuses_unsupported_structures(sdt_trained):
+    """The Spike-driven Transformer's membrane shortcut is float: a one-line refusal that
+    names the way out, not a silently different model."""
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+
+    model_def, weights, _ = sdt_trained
+    ir = extract_ir(load_model(model_def, weights).model, (1, 28, 28))
+    with pytest.raises(SvtError, match="--precision fp32"):
+        quantize_ir(ir, "int8")
+
+
+def test_auto_precision_quantizes_before_pruning(tiny_reference, tmp_path):
+    """A budget of 40 % of the fp32 bytes: int8 meets it unpruned, so auto takes int8 and
+    prunes nothing; the checkpoint records the precision and evaluate measures it."""
+    weights, data = tiny_reference
+    run_cli("prune", "--weights", str(weights), "--data", str(data), "--max-reduction", "60",
+            "--max-drop", "5", "--check-samples", "300", "--profile-samples", "100",
+            "--out", str(tmp_path), "-q", check=True)
+    plan = json.loads((tmp_path / "prune_plan.json").read_text())
+    assert plan["precision"] == "int8"
+    tried = [row["precision"] for row in plan["precisions_tried"]]
+    assert tried == ["fp32", "int8"]
+    assert plan["totals"]["params_after"] == plan["totals"]["params_before"]
+    assert plan["pruned"]["weight_bytes"] <= 0.4 * plan["baseline"]["weight_bytes"]
+    assert {row["precision"] for row in plan["layers"]} == {"int8"}
+    out = run_cli("evaluate", "--weights", str(tmp_path / "pruned_model.pt"), "--data",
+                  str(data), "--json", check=True)
+    assert abs(json.loads(out.stdout)["accuracy"] - plan["test"]["final"]) < 1e-9
+
+
+# ----------------------------------------------------------------------------- no float
+
+@needs_arm
+def test_integer_firmware_for_a_core_without_fpu_has_no_float_code(tmp_path):
+    from svt_deploy.boards import load_board
+    from svt_deploy.firmware import build_firmware, float_code, generate_firmware
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.memory import plan_memory
+    from svt_deploy.model import SpikingViT, SViTConfig
+
+    torch.manual_seed(0)
+    model = SpikingViT(SViTConfig.reference(embed_dim=32, depth=1, heads=4, mlp_ratio=2,
+                                            pool_after=[1, 2])).eval()
+    found = {}
+    for board_name, precision in (("lm3s6965", "int8"), ("lm3s6965", "fp32"),
+                                  ("stm32f405", "fp32")):
+        board = load_board(board_name)
+        ir = quantize_ir(extract_ir(model, (1, 28, 28)), precision)
+        project = tmp_path / f"{board_name}-{precision}"
+        generate_firmware(ir, plan_memory(ir), board, project, "tiny")
+        build = build_firmware(project, board)
+        found[board_name, precision] = float_code(build.elf)
+        if precision != "fp32":
+            assert build.facts.float_code == []
+    assert found["lm3s6965", "int8"] == []
+    # the check can fail: soft-float helpers without an FPU, VFP instructions with one
+    assert any(name.startswith("__aeabi_f") for name in found["lm3s6965", "fp32"])
+    assert any(name.startswith("v") for name in found["stm32f405", "fp32"])
