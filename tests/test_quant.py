@@ -216,6 +216,41 @@ def test_auto_precision_quantizes_before_pruning(tiny_reference, tmp_path):
     assert abs(json.loads(out.stdout)["accuracy"] - plan["test"]["final"]) < 1e-9
 
 
+def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path):
+    """A budget between the int4 and the int8 bytes: auto keeps int8 and moves the largest
+    layers to int4, as few as the budget needs; the mixed C matches its reference."""
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.loading import load_model
+    from svt_deploy.memory import plan_memory
+
+    weights, data = tiny_reference
+    loaded = load_model(None, weights)
+    plans = {p: plan_memory(quantize_ir(extract_ir(loaded.model, (1, 28, 28)), p))
+             for p in ("int8", "int4")}
+    flash = (plans["int8"].weight_bytes + plans["int4"].weight_bytes) // 2
+    run_cli("prune", "--weights", str(weights), "--data", str(data), "--target-flash",
+            str(flash), "--max-drop", "5", "--check-samples", "300", "--profile-samples",
+            "100", "--out", str(tmp_path), "-q", check=True)
+    plan = json.loads((tmp_path / "prune_plan.json").read_text())
+    assert plan["precision"] == "int8+int4"
+    assert [r["precision"] for r in plan["precisions_tried"]][:3] == ["fp32", "int8",
+                                                                      "int8+int4"]
+    assert plan["pruned"]["weight_bytes"] <= flash
+    rows = {r["name"]: r for r in plan["layers"]}
+    int4 = [r for r in rows.values() if r["precision"] == "int4"]
+    int8 = [r for r in rows.values() if r["precision"] == "int8"]
+    assert int4 and int8
+    # largest first: every int4 layer held at least as many int8 bytes as any int8 layer
+    assert min(r["params_after"] for r in int4) >= max(r["params_after"] for r in int8)
+    out = run_cli("emulate", "--weights", str(tmp_path / "pruned_model.pt"), "--data",
+                  str(data), "--samples", "40", "--out", str(tmp_path / "gen"), "--json", "-q",
+                  check=True)
+    result = json.loads(out.stdout)
+    assert result["identical_scores"] == 1.0
+    weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
+    assert "int4 weight" in weights_c and "int8 weight" in weights_c
+
+
 # ----------------------------------------------------------------------------- no float
 
 @needs_arm

@@ -59,6 +59,7 @@ def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = Non
     region = board.largest_sram
     layers = [{"name": s.name, "kernel": s.kernel,
                "output": f"{s.channels}x{s.height}x{s.width}", "params": s.params,
+               "precision": ir.node(s.name).attrs.get("precision", "-"),
                "weight_bytes": s.weight_bytes, "activation_bytes": s.out_bytes,
                "scratch_bytes": s.scratch_bytes, "in_place": s.in_place,
                **({"macs": round(work_of[s.name].macs), "sops": round(work_of[s.name].sops),
@@ -92,16 +93,18 @@ def format_analysis(a: dict) -> str:
            f"({a['params_folded']:,} with BatchNorm folded), T={a['timesteps']}, input "
            f"{'x'.join(map(str, a['input_shape']))}",
            f"board  {a['board']} ({a['mcu']})", ""]
-    head = (f"{'layer':30s} {'kernel':20s} {'output':>11s} {'params':>9s} {'flash (B)':>11s} "
-            f"{'activations (B)':>16s} {'scratch (B)':>12s}")
+    head = (f"{'layer':30s} {'kernel':20s} {'output':>11s} {'params':>9s} {'prec.':>5s} "
+            f"{'flash (B)':>11s} {'activations (B)':>16s} {'scratch (B)':>12s}")
     out += [head, "-" * len(head)]
     for r in a["layers"]:
         act = f"{r['activation_bytes']:,}" + (" (in place)" if r["in_place"] else "")
         out.append(f"{r['name']:30s} {r['kernel']:20s} {r['output']:>11s} {r['params']:>9,} "
-                   f"{r['weight_bytes']:>11,} {act:>16s} {r['scratch_bytes']:>12,}")
+                   f"{r['precision']:>5s} {r['weight_bytes']:>11,} {act:>16s} "
+                   f"{r['scratch_bytes']:>12,}")
     out.append("-" * len(head))
     f, s = a["flash"], a["sram"]
-    out.append(f"{'total':30s} {'':20s} {'':>11s} {a['params_folded']:>9,} {f['weights']:>11,} "
+    out.append(f"{'total':30s} {'':20s} {'':>11s} {a['params_folded']:>9,} {'':>5s} "
+               f"{f['weights']:>11,} "
                f"{'arena ' + format(s['arena'], ','):>16s}")
     out.append("")
     out.append(f"schedule: layer-major, spike trains bit-packed at T={a['timesteps']} bits per "

@@ -69,7 +69,7 @@ def cmd_boards(argv):
 @COMMANDS.register("analyze", "per-layer flash and SRAM of a model against a board's limits")
 def cmd_analyze(argv):
     p = ArgParser(prog="svt-deploy analyze",
-                  description="Flash (fp32 weights, BN folded) and peak SRAM "
+                  description="Flash (weights packed at their precision, BN folded) and peak SRAM "
                               "(layer-major schedule) per layer, against a board.")
     p.add_argument("--board", required=True)
     p.add_argument("--work-samples", type=num.count0, default=100, metavar="N",

@@ -33,16 +33,19 @@ class LoadedModel:
     weights: Path
     attrs: dict = field(default_factory=dict)  # scalar attributes changed by pruning
     input_shape: tuple[int, int, int] | None = None
-    # weight precision it deploys at (quant/): fp32, int8 or int4; the integer pixels'
-    # normalization (mean, std) comes with it, as the firmware takes raw uint8 pixels
-    precision: str = "fp32"
+    # weight precision it deploys at (quant/): fp32, int8 or int4, or a map layer ->
+    # int8/int4; the integer pixels' normalization (mean, std) comes with it, as the
+    # firmware takes raw uint8 pixels
+    precision: str | dict[str, str] = "fp32"
     normalize: tuple[float, float] | None = None
 
     def fingerprint(self) -> str:
         """Hash of the weights and structure: keys caches of everything derived from it."""
         what = (self.model_def, sorted(self.attrs.items()))
         if self.precision != "fp32":  # fp32 keeps the fingerprints (and caches) it had
-            what += (self.precision, self.normalize)
+            precision = self.precision if isinstance(self.precision, str) \
+                else sorted(self.precision.items())
+            what += (precision, self.normalize)
         h = hashlib.sha256(repr(what).encode())
         for k, v in self.model.state_dict().items():
             h.update(k.encode() + str(tuple(v.shape)).encode())
@@ -54,7 +57,8 @@ class LoadedModel:
             self.model, SpikingViT) else None
         meta = {"model_def": self.model_def, "attrs": self.attrs,
                 "input_shape": list(self.input_shape) if self.input_shape else None,
-                "precision": self.precision,
+                "precision": dict(self.precision) if isinstance(self.precision, dict)
+                else self.precision,
                 "normalize": list(self.normalize) if self.normalize else None}
         save_checkpoint(path, self.model.state_dict(), config,
                         extra={**meta, **(extra or {})})

@@ -115,11 +115,17 @@ def render_markdown(r: dict) -> str:
     if host:
         lines += ["## Checks", "",
                   f"- Host emulation (gcc): {host['samples']:,} test images, accuracy "
-                  f"{_pct(host['accuracy'])}, agreement with PyTorch {_pct(host['agreement'])}"]
+                  f"{_pct(host['accuracy'])}, agreement with PyTorch {_pct(host['agreement'])}"
+                  + (f", identical integer scores on {_pct(host['identical_scores'])}"
+                     if r.get("precision", "fp32") != "fp32" and "identical_scores" in host
+                     else "")]
     if dev:
         lines.append(f"- Device ({dev['target']}): {dev['samples']:,} test images, accuracy "
                      f"{_pct(dev['accuracy'])}, agreement with PyTorch {_pct(dev['agreement'])}, "
-                     f"{dev['instructions_per_inference']:,} instructions per inference")
+                     f"{dev['instructions_per_inference']:,} instructions per inference"
+                     + ("; scores identical to PyTorch's and the host C's"
+                        if dev.get("identical_to_reference") and dev.get("identical_to_host")
+                        else ""))
     lines += ["", "## Layers", "",
               "| layer | params before | params after | pruned | precision | flash before | "
               "flash after |", "|---|---|---|---|---|---|---|"]

@@ -22,7 +22,8 @@ class Dense(Op):
 
     def run(self, n, vals, ir):
         if n.quant is not None:  # int32 scores: exact sums plus the folded bias
-            acc = F.linear(vals[n.inputs[0]].double(), torch.from_numpy(n.quant.q.astype(np.float64)))
+            weight = torch.from_numpy(n.quant.q.astype(np.float64))
+            acc = F.linear(vals[n.inputs[0]].double(), weight)
             return acc.round().long() + torch.from_numpy(n.quant.bias)
         return F.linear(vals[n.inputs[0]], torch.from_numpy(n.weight), torch.from_numpy(n.bias))
 

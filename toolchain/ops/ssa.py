@@ -167,9 +167,10 @@ class SpikingSelfAttention(Op):
         kv = a["kv_bytes"] * c.timesteps * step.channels * a["head_dim"]
         scratch = c.offset(f"{step.name}.scratch")
         q, k, v = step.inputs
-        return CCall("svt_" + step.kernel, [c.arena(q), c.arena(k), c.arena(v), "&" + ssa.symbol, c.T,
-                                     c.lif(step), c.arena(step.name), f"ARENA({scratch}u)",
-                                     f"ARENA_I32({scratch + align(kv)}u)"], [ssa])
+        return CCall("svt_" + step.kernel,
+                     [c.arena(q), c.arena(k), c.arena(v), "&" + ssa.symbol, c.T, c.lif(step),
+                      c.arena(step.name), f"ARENA({scratch}u)",
+                      f"ARENA_I32({scratch + align(kv)}u)"], [ssa])
 
     def tflite(self, n, vals, tfc):
         tf = tfc.tf

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from ..data import Dataset
 from ..ir import extract_ir
-from ..quant.reference import reference_model
 from ..loading import LoadedModel
 from ..memory import plan_memory
 from ..prune import Budget, PruneOptions, Pruner, PruneResult, plan_json, write_outputs
+from ..prune.precision import precision_label
+from ..quant.reference import reference_model
 from ..runtime import current
 from ..stages import StageCache, file_digest, stage_key
 from .common import Log, progress_bar
@@ -65,7 +66,7 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     timings = dict(pruner.timings, test=time.time() - t, total=time.time() - t0)
     plan = plan_json(result, budget, options.policy, pruner.groups, timings, test,
                      {"board": board.name if board else None, "allocation": options.allocation,
-                      "precision": result.state.loaded.precision,
+                      "precision": precision_label(result.state.loaded.precision),
                       "precisions_tried": pruner.precisions,
                       "validation": {"profile_samples": pruner.val.profile_samples,
                                      "check_samples": pruner.val.check_samples,

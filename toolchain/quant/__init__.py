@@ -1,4 +1,6 @@
-"""Integer precision: weight packing (``packing``) and the integer IR pass (``integer``) and the pass that applies it (``quantize``)."""
+"""Integer precision: weight packing (``packing``), the integer conventions and data
+(``integer``), the pass that applies them to an IR (``quantize``) and the reference model
+every accuracy of an integer model is measured with (``reference``)."""
 
 from .integer import AttentionQuant, InputQuant, LifQuant, SumQuant, WeightQuant
 from .quantize import is_integer, quantize_ir, uniform_precision

@@ -25,6 +25,10 @@ def quantize_ir(ir: IR, precision: str | dict[str, str], input_quant: InputQuant
     be all or none today: a mix of fp32 and integer layers would need conversions
     between them that the kernels do not have."""
     prec = uniform_precision(ir, precision) if isinstance(precision, str) else dict(precision)
+    missing = set(uniform_precision(ir, "fp32")) - set(prec)
+    if missing:
+        raise SvtError(f"the precision map names no precision for {', '.join(sorted(missing))}"
+                       "; regenerate the checkpoint")
     for n in ir.nodes:
         n.attrs.pop("precision", None)
         n.quant = None
