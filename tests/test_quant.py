@@ -24,6 +24,9 @@ KERNELS = REPO / "firmware_templates" / "kernels"
 HARNESS = Path(__file__).parent / "kernels" / "integer_kernels_harness.c"
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed")
+needs_qemu = pytest.mark.skipif(
+    not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+    reason="qemu-system-arm and arm-none-eabi-gcc are needed")
 
 
 # ----------------------------------------------------------------------------- packing
@@ -279,3 +282,19 @@ def test_integer_firmware_for_a_core_without_fpu_has_no_float_code(tmp_path):
     # the check can fail: soft-float helpers without an FPU, VFP instructions with one
     assert any(name.startswith("__aeabi_f") for name in found["lm3s6965", "fp32"])
     assert any(name.startswith("v") for name in found["stm32f405", "fp32"])
+
+
+@needs_qemu
+@pytest.mark.parametrize("board,precision", [("lm3s6965", "int8"), ("stm32h7", "int4")])
+def test_integer_firmware_on_qemu_gives_the_reference_scores(tiny_reference, tmp_path, board,
+                                                             precision):
+    """The emulated board (a Cortex-M3 without FPU; a Cortex-M7) returns exactly the int32
+    scores of the PyTorch integer reference and of the host C, image by image."""
+    weights, data = tiny_reference
+    proc = run_cli("run-qemu", "--board", board, "--precision", precision, "--weights",
+                   str(weights), "--data", str(data), "--samples", "8", "--out",
+                   str(tmp_path / "fw"), "--json", "-q", check=True)
+    r = json.loads(proc.stdout)
+    assert r["samples"] == 8 and r["emulated"]
+    assert r["identical_to_host"] and r["max_abs_diff_host"] == 0
+    assert r["max_abs_diff_torch"] == 0 and r["agreement_torch"] == 1.0
