@@ -257,6 +257,29 @@ def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path)
 # ----------------------------------------------------------------------------- no float
 
 @needs_arm
+def test_odd_int4_rows_link_to_exactly_the_planned_bytes(tmp_path):
+    """int4 rows of odd widths leave byte arrays of any length before word-aligned int32
+    arrays: the flash section must still hold exactly the planned bytes (build_firmware
+    refuses a mismatch)."""
+    from svt_deploy.boards import load_board
+    from svt_deploy.firmware import build_firmware, generate_firmware
+    from svt_deploy.ir import extract_ir
+    from svt_deploy.memory import plan_memory
+    from svt_deploy.model import SpikingViT, SViTConfig
+
+    torch.manual_seed(0)
+    model = SpikingViT(SViTConfig.reference(embed_dim=20, depth=1, heads=4, mlp_ratio=2,
+                                            pool_after=[1, 2],
+                                            stem_channels=[5, 11, 13])).eval()
+    ir = quantize_ir(extract_ir(model, (1, 28, 28)), "int4")
+    plan = plan_memory(ir)
+    board = load_board("lm3s6965")
+    generate_firmware(ir, plan, board, tmp_path / "p", "odd widths")
+    build = build_firmware(tmp_path / "p", board)
+    assert build.weight_bytes == plan.weight_bytes and plan.weight_bytes % 4 == 0
+
+
+@needs_arm
 def test_integer_firmware_for_a_core_without_fpu_has_no_float_code(tmp_path):
     from svt_deploy.boards import load_board
     from svt_deploy.firmware import build_firmware, float_code, generate_firmware

@@ -27,7 +27,7 @@ from .memory import MemoryPlan, Step
 from .ops.base import KERNELS_DIR, ParamStruct
 from .ops.synaptic import weight_rows
 from .quant.quantize import is_integer
-from .quant.packing import pack
+from .quant.packing import pack, padded
 from .resources import TEMPLATES_DIR
 
 TEMPLATES = TEMPLATES_DIR
@@ -206,7 +206,8 @@ def render_context(ir: IR, plan: MemoryPlan, source: str) -> dict:
         if n.weight is not None and n.quant is not None:
             wq = n.quant
             w, layout = op.weight_layout(s, wq.q)
-            arrays.append(_int_array(c.weight(s), pack(weight_rows(s, w), wq.bits), "uint8_t",
+            arrays.append(_int_array(c.weight(s), padded(pack(weight_rows(s, w), wq.bits)),
+                                     "uint8_t",
                                      f"{s.name}: {s.kernel} int{wq.bits} weight, {layout}, "
                                      f"rows of {s.attrs['weight_rows']}"))
             arrays.append(_int_array(c.bias(s), wq.bias, "int32_t",

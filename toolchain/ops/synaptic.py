@@ -9,7 +9,7 @@ import torch
 from ..errors import SvtError
 from ..graph import Node
 from ..quant.integer import WeightQuant, frac_bits_for, round_int
-from ..quant.packing import packed_bytes, quantize_per_channel
+from ..quant.packing import quantize_per_channel, stored_bytes
 from .base import (WEIGHT_BYTES, Schedule, Step, Work, events, lif_attrs, membrane_bytes,
                    spike_bytes)
 
@@ -91,7 +91,7 @@ def flash_bytes(n: Node, rows: str, lif: Node | None = None) -> int:
     out = n.channels
     fan_in = n.weight.size // out
     count, length = (out, fan_in) if rows == "outputs" else (fan_in, out)
-    return packed_bytes(count, length, n.quant.bits) + 4 * out + (4 * out if lif else 0)
+    return stored_bytes(count, length, n.quant.bits) + 4 * out + (4 * out if lif else 0)
 
 
 def quantize_synaptic(n: Node, qz, analog: bool = False) -> None:

@@ -15,6 +15,9 @@ import numpy as np
 PRECISIONS = ("fp32", "int8", "int4")
 BITS = {"int8": 8, "int4": 4}
 QMAX = {8: 127, 4: 7}
+# packed arrays are padded to whole words: the compiler word-aligns byte arrays and the
+# int32 arrays after them, and padding keeps the flash section exactly the planned bytes
+ARRAY_ALIGN = 4
 
 
 def quantize_per_channel(weight: np.ndarray, bits: int, axis_max: np.ndarray | None = None):
@@ -46,6 +49,18 @@ def packed_bytes(rows: int, row_len: int, bits: int) -> int:
     if bits == 32:
         return rows * row_len * 4
     return rows * row_bytes(row_len, bits)
+
+
+def stored_bytes(rows: int, row_len: int, bits: int) -> int:
+    """``packed_bytes`` as the array sits in flash: padded to a whole word."""
+    n = packed_bytes(rows, row_len, bits)
+    return (n + ARRAY_ALIGN - 1) // ARRAY_ALIGN * ARRAY_ALIGN
+
+
+def padded(data: np.ndarray) -> np.ndarray:
+    """Packed bytes with the zero padding ``stored_bytes`` counts."""
+    extra = -len(data) % ARRAY_ALIGN
+    return np.concatenate([data, np.zeros(extra, np.uint8)]) if extra else data
 
 
 def pack(rows: np.ndarray, bits: int) -> np.ndarray:
