@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .quant.reference import input_pixels, reference_model
+from .quant.reference import c_images, reference_model
 from .errors import SvtError
 from .evaluate import predict
 from .hostemu import build_host, run_host
@@ -94,8 +94,7 @@ def device_check(link: SerialLink, info: DeviceInfo, loaded, ds, samples: int,
     x_raw, y = ds.split("test", samples)
     if len(y) == 0:
         raise SvtError("the data has no test images")
-    x = ds.as_tensor(x_raw)
-    x = input_pixels(loaded, x) if model.precision != "fp32" else x.numpy().astype(np.float32)
+    x = c_images(loaded, ds.as_tensor(x_raw))
     if int(np.prod(x.shape[1:])) != model.input_size:
         raise SvtError(f"the data's images have {int(np.prod(x.shape[1:]))} values but the "
                        f"model of {project_dir} takes {model.input_size}")

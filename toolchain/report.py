@@ -155,8 +155,8 @@ def format_summary(r: dict, out: Path) -> str:
              f"({(b['accuracy'] - final['accuracy']) * 100:+.2f} pt drop"
              + (f"; {p['accuracy']:.4f} before fine-tuning" if f else "") + ")",
              f"  weights {b['flash_bytes']:,} B -> {final['flash_bytes']:,} B "
-             f"at {r.get('precision') or 'fp32'} (budget {r['budget']['flash_bytes']:,} B), arena {b['sram_bytes']:,} B -> "
-             f"{final['sram_bytes']:,} B"]
+             f"at {r.get('precision') or 'fp32'} (budget {r['budget']['flash_bytes']:,} B), "
+             f"arena {b['sram_bytes']:,} B -> {final['sram_bytes']:,} B"]
     fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
     if fw:
         lines.append(f"  firmware: text {fw['text']:,} data {fw['data']:,} bss {fw['bss']:,}; "

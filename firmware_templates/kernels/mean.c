@@ -16,11 +16,7 @@ static float token_sum(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
         }
         return sum;
     }
-    uint32_t sum = 0;
-    for (uint32_t n = 0; n < tokens; ++n) {
-        sum += svt_activity(in, fmt, n * channels + c, t, T);
-    }
-    return (float)sum;
+    return (float)svt_token_count(in, fmt, tokens, channels, c, t, T);
 }
 
 void svt_mean_tokens(const uint8_t *in, svt_format_t fmt, uint32_t tokens, uint32_t channels,

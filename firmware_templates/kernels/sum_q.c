@@ -5,22 +5,13 @@
  */
 #include "svt_kernels.h"
 
-static int32_t token_sum(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
-                         uint32_t channels, uint32_t c, uint32_t t, uint32_t T)
-{
-    uint32_t sum = 0;
-    for (uint32_t n = 0; n < tokens; ++n) {
-        sum += svt_activity(in, fmt, n * channels + c, t, T);
-    }
-    return (int32_t)sum;
-}
-
 void svt_sum_tokens_q(const uint8_t *in, svt_format_t fmt, uint32_t tokens, uint32_t channels,
                       uint32_t T, int32_t *out_tc)
 {
     for (uint32_t t = 0; t < T; ++t) {
         for (uint32_t c = 0; c < channels; ++c) {
-            out_tc[t * channels + c] = token_sum(in, fmt, tokens, channels, c, t, T);
+            out_tc[t * channels + c] =
+                (int32_t)svt_token_count(in, fmt, tokens, channels, c, t, T);
         }
     }
 }
@@ -42,7 +33,7 @@ void svt_sum_tokens_time_q(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
     for (uint32_t c = 0; c < channels; ++c) {
         int32_t sum = 0;
         for (uint32_t t = 0; t < T; ++t) {
-            sum += token_sum(in, fmt, tokens, channels, c, t, T);
+            sum += (int32_t)svt_token_count(in, fmt, tokens, channels, c, t, T);
         }
         out_c[c] = sum;
     }

@@ -63,6 +63,17 @@ static inline uint32_t svt_activity(const uint8_t *buf, svt_format_t fmt, uint32
     return buf[i * T + t];
 }
 
+/* Sum over tokens of channel c at step t, of spikes or counts: an exact integer. */
+static inline uint32_t svt_token_count(const uint8_t *in, svt_format_t fmt, uint32_t tokens,
+                                       uint32_t channels, uint32_t c, uint32_t t, uint32_t T)
+{
+    uint32_t sum = 0;
+    for (uint32_t n = 0; n < tokens; ++n) {
+        sum += svt_activity(in, fmt, n * channels + c, t, T);
+    }
+    return sum;
+}
+
 /* Value of neuron i at step t in any format (membrane values are floats). */
 static inline float svt_value(const uint8_t *buf, svt_format_t fmt, uint32_t i, uint32_t t,
                               uint32_t T)

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import SvtError
+from ..quant.integer import InputQuant
 from .base import WEIGHT_BYTES, CCall, Op, ParamStruct, Step, Work, membrane_bytes
 from .registry import register
 from .synaptic import (fused_lif, input_shape_attrs, integer_currents, quantize_synaptic,
@@ -66,7 +67,6 @@ class Conv2d(Op):
         w = torch.from_numpy(wq.q).to(exact)
         stride, pad = n.attrs["stride"], n.attrs["padding"]
         if ir.node(n.inputs[0]).kind == "analog":
-            from ..quant.integer import InputQuant
             pixels = InputQuant(wq.input_scale, wq.zero_point).pixels(x) - wq.zero_point
             y = integer_currents(F.conv2d(pixels.to(exact), w, None, stride, pad), wq, 1)
             return y.unsqueeze(0).expand(ir.timesteps, *y.shape)

@@ -96,10 +96,10 @@ class Mean(Op):
     def quantize(self, n, qz):
         from ..quant.integer import SumQuant
         src = qz.ir.node(n.inputs[0])
-        if src.kind not in ("spikes", "count") and getattr(src, "quant", None) is None:
+        if src.kind not in ("spikes", "count") and src.quant is None:
             raise SvtError(f"integer precision: {n.name} averages {src.kind} values; only "
                            "means of spikes and counts are supported (use --precision fp32)")
-        before = src.quant.divisor if getattr(src, "quant", None) is not None else 1
+        before = src.quant.divisor if src.quant is not None else 1
         n.quant = SumQuant(before * self._count(n, src, qz.ir))
 
     @staticmethod

@@ -77,7 +77,8 @@ class BaselineResult:
 def baseline(loaded: LoadedModel, ds: Dataset, test_samples: int | None, cache_dir: Path,
              quiet: bool, log: Log) -> BaselineResult:
     plan = plan_memory(deployed_ir(loaded, ds.input_shape))
-    acc, n = cached_test_accuracy(reference_model(loaded, ds.input_shape), ds, loaded.fingerprint(), test_samples,
+    acc, n = cached_test_accuracy(reference_model(loaded, ds.input_shape), ds,
+                                  loaded.fingerprint(), test_samples,
                                   cache_dir, quiet, "baseline (test)")
     log(f"baseline: test accuracy {acc:.4f} on {n:,} images, weights "
         f"{plan.weight_bytes:,} B, arena {plan.arena_bytes:,} B")

@@ -4,8 +4,6 @@ image by image with PyTorch. Reads the number of classes from the project manife
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
 from pathlib import Path
 
 from ..codegen import Generated
@@ -13,16 +11,10 @@ from ..data import Dataset
 from ..evaluate import predict
 from ..hostemu import Comparison, build_host, compare, run_host
 from ..loading import LoadedModel
-from ..quant.reference import input_pixels, reference_model
+from ..quant.reference import c_images, reference_model
 from ..manifest import read_manifest
 from .common import Log, progress_bar
 from .generation import generate_sources
-
-
-def model_images(loaded: LoadedModel, ds: Dataset, x) -> np.ndarray:
-    """Test images as the model's C takes them: floats, or an integer model's uint8 pixels."""
-    images = ds.as_tensor(x)
-    return images.numpy() if loaded.precision == "fp32" else input_pixels(loaded, images)
 
 
 @dataclass(frozen=True)
@@ -41,7 +33,7 @@ def host_emulation(loaded: LoadedModel, ds: Dataset, out_dir: str | Path,
     ir, _, gen = generate_sources(loaded, ds.input_shape, out_dir)
     binary = build_host(out_dir, sanitize=sanitize)
     x, y = ds.split("test", samples)
-    c_scores, seconds = run_host(binary, model_images(loaded, ds, x), ir.num_classes,
+    c_scores, seconds = run_host(binary, c_images(loaded, ds.as_tensor(x)), ir.num_classes,
                                  workers=workers)
     with progress_bar(len(y), "pytorch", quiet) as bar:
         ref = predict(reference_model(loaded, ds.input_shape), ds, x, progress=bar.update)
@@ -68,7 +60,7 @@ def host_check(loaded: LoadedModel, ds: Dataset, project: Path, samples: int, qu
     x, y = ds.split("test", samples)
     log(f"host emulation: gcc build over {len(y):,} test images")
     binary = build_host(project)
-    c_scores, seconds = run_host(binary, model_images(loaded, ds, x), model.num_classes)
+    c_scores, seconds = run_host(binary, c_images(loaded, ds.as_tensor(x)), model.num_classes)
     with progress_bar(len(y), "PyTorch (host check)", quiet) as bar:
         ref = predict(reference_model(loaded, ds.input_shape), ds, x, progress=bar.update)
     return HostCheck(**compare(c_scores, ref, y).as_dict(), seconds=round(seconds, 2))

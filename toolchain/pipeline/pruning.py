@@ -53,7 +53,8 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     t = time.time()
 
     def test_accuracy(lm: LoadedModel, desc: str) -> tuple[float, int]:
-        return cached_test_accuracy(reference_model(lm, ds.input_shape), ds, lm.fingerprint(), options.test_samples,
+        return cached_test_accuracy(reference_model(lm, ds.input_shape), ds, lm.fingerprint(),
+                                    options.test_samples,
                                     cache_dir, quiet, desc)
 
     base_acc, n = test_accuracy(loaded, "test (baseline)")

@@ -52,4 +52,4 @@ def quantize_ir(ir: IR, precision: str | dict[str, str], input_quant: InputQuant
 
 
 def is_integer(ir: IR) -> bool:
-    return any(getattr(n, "quant", None) is not None for n in ir.nodes)
+    return any(n.quant is not None for n in ir.nodes)

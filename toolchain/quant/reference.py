@@ -5,6 +5,7 @@ reported test accuracy, the host and device comparisons) measures what the C com
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -43,7 +44,9 @@ def reference_model(loaded: LoadedModel, input_shape=None) -> nn.Module:
     return IntegerReference(deployed_ir(loaded, shape))
 
 
-def input_pixels(loaded: LoadedModel, images: torch.Tensor):
-    """The uint8 pixels an integer model's C takes for float ``images`` (numpy)."""
-    import numpy as np
+def c_images(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    """Float ``images`` (as the dataset gives them) as ``loaded``'s C takes them: float32,
+    or an integer model's uint8 pixels."""
+    if loaded.precision == "fp32":
+        return images.numpy().astype(np.float32)
     return InputQuant.of(loaded.normalize).pixels(images).numpy().astype(np.uint8)
