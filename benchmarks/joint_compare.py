@@ -39,7 +39,7 @@ from svt_deploy.prune.precision import at_precision  # noqa: E402
 from svt_deploy.quant.reference import deployed_ir, reference_model  # noqa: E402
 from svt_deploy.stages import StageCache, stage_key  # noqa: E402
 
-ESCALATION = (6.0, 10.0, 20.0, 50.0)
+ESCALATION = (6.0, 10.0, 20.0, 50.0)  # drop limits tried when a cut misses --max-drop
 # Published operating points (different models and datasets: only the shape compares)
 PUBLISHED = [
     {"label": "PrimeSVT (paper), fp32 pruning", "saved_pct": 26.68, "drop": "3.0 / 0.4 (FT)",
@@ -56,6 +56,10 @@ def main() -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32", "int8", "int4", "auto"])
     p.add_argument("--cuts", type=float, nargs="+", default=[0, 26.7, 50, 75])
     p.add_argument("--max-drop", type=float, default=3.0)
+    p.add_argument("--escalation", type=float, nargs="*", default=list(ESCALATION),
+                   help="larger drop limits tried, in order, when a cut is infeasible within "
+                        "--max-drop (each try is a full pruning run; none: record it as "
+                        "infeasible)")
     p.add_argument("--finetune-epochs", type=float, default=1.0,
                    help="0: no fine-tuned cells")
     p.add_argument("--finetune-samples", type=int, default=5000)
@@ -89,8 +93,8 @@ def main() -> int:
                        else (0.0,)):
                 name = f"joint-{precision}-{cut:g}-ft{ft:g}"
                 key = stage_key(fp32.fingerprint(), ds.fingerprint(), precision, cut, ft,
-                                args.max_drop, args.finetune_samples, args.test_samples,
-                                sampling)
+                                args.max_drop, args.escalation, args.finetune_samples,
+                                args.test_samples, sampling)
                 row = cells.get(name, key)
                 if row is None and args.table_only:
                     missing.append(f"{precision} {cut:g} % ft={ft:g}")
@@ -125,7 +129,7 @@ def run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc, precision,
                                       ds.input_shape)).weight_bytes
         flash = int(own * (1 - cut / 100))
     result, used = None, None
-    for limit in (args.max_drop, *[d for d in ESCALATION if d > args.max_drop]):
+    for limit in (args.max_drop, *[d for d in args.escalation if d > args.max_drop]):
         try:
             result = Pruner(fp32, ds, Budget(flash, None, limit, f"{cut}%"),
                             precision=precision, cache_dir=cache, finetune_epochs=ft,
@@ -137,7 +141,7 @@ def run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc, precision,
             print(f"# {precision} {cut}% ft={ft:g}: {e}", file=sys.stderr)
     if result is None:
         return {"precision": precision, "cut_pct": cut, "finetune_epochs": ft,
-                "infeasible": True, "seconds": round(time.time() - t0, 1)}
+                "infeasible": True, "max_drop_tried": limit, "seconds": round(time.time() - t0, 1)}
 
     def test(lm):
         return cached_test_accuracy(reference_model(lm, ds.input_shape), ds, lm.fingerprint(),
@@ -170,7 +174,7 @@ def print_table(out: dict) -> None:
         ft = f"{r['finetune_epochs']:g} ep" if r["finetune_epochs"] else "none"
         if r.get("infeasible"):
             print(f"| {r['precision']} | {r['cut_pct']:g} % | {ft} | - | - | - | - | "
-                  f"infeasible up to a {ESCALATION[-1]:g} pt drop |")
+                  f"infeasible up to a {r['max_drop_tried']:g} pt validation drop |")
             continue
         notes = []
         if r["precision"] == "auto":

@@ -263,6 +263,49 @@ def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path)
     assert "int4 weight" in weights_c and "int8 weight" in weights_c
 
 
+def _off_grid(loaded, input_shape) -> float:
+    """The largest distance of a deployed (BN-folded) weight from its integer grid, in grid
+    steps: 0 when quantizing gives back exactly the weights."""
+    from svt_deploy.quant.reference import deployed_ir
+
+    worst = 0.0
+    for n in deployed_ir(loaded, input_shape).nodes:
+        if getattr(n.quant, "q", None) is None:
+            continue
+        scale = np.asarray(n.quant.scale, np.float64).reshape(-1, *([1] * (n.quant.q.ndim - 1)))
+        w = np.asarray(n.weight, np.float64).reshape(n.quant.q.shape)
+        worst = max(worst, float(np.abs(w / scale - n.quant.q).max()))
+    return worst
+
+
+def test_integer_fine_tuning_is_quantization_aware(tiny_reference, tmp_path):
+    """Pruning an int4 model with fine-tuning trains through the int4 grid and leaves every
+    weight on it, so the deploy rounds nothing away; a float fine-tune leaves them off it."""
+    from svt_deploy.data import load_dataset
+    from svt_deploy.loading import load_model
+    from svt_deploy.prune.precision import at_precision
+    from svt_deploy.training import train_steps
+
+    weights, data = tiny_reference
+    ds = load_dataset(data)
+    x, y = ds.split("train", 256)
+    plain = at_precision(load_model(None, weights), "int4", ds.normalize)
+    train_steps(plain.model, ds, x, y, epochs=1, lr=5e-4, seed=0)
+    assert _off_grid(plain, ds.input_shape) > 0.05  # float training leaves the grid
+
+    out = run_cli("prune", "--weights", str(weights), "--data", str(data), "--precision",
+                  "int4", "--max-reduction", "90", "--max-drop", "40", "--finetune-epochs", "1",
+                  "--finetune-samples", "256", "--check-samples", "200", "--profile-samples",
+                  "100", "--out", str(tmp_path), check=True)
+    assert "fine-tune in float" not in out.stdout  # every layer of our model trains on its grid
+    trained = json.loads((tmp_path / "prune_plan.json").read_text())["finetuned"]
+    assert trained["quantization_aware"]["float"] == []
+    assert "head" in trained["quantization_aware"]["on_grid"]
+    pruned = load_model(None, tmp_path / "pruned_model.pt")
+    assert pruned.precision == "int4"
+    assert _off_grid(pruned, ds.input_shape) < 1e-3
+
+
 # ----------------------------------------------------------------------------- no float
 
 @needs_arm

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..data import Dataset
 from ..errors import InfeasibleBudget
+from ..quant.aware import quantization_aware
 from ..quant.reference import deployed_ir, reference_model
 from ..loading import LoadedModel
 from ..memory import plan_memory
@@ -143,6 +144,7 @@ class Pruner:
         self.ladder, self.log, self.progress = options.ladder, log, progress
         self.allocation = options.allocation
         self.timings: dict[str, float] = {}
+        self.quantization_aware: dict | None = None  # of the latest fine-tune
         t = time.time()
         fp32 = at_precision(loaded, "fp32", None)
         fp32_accuracy = self.val.check(fp32.model)
@@ -172,8 +174,10 @@ class Pruner:
         t = time.time()
         x, y = self.ds.split("train", o.finetune_samples)
         loaded = copy.deepcopy(state.loaded)
-        train_steps(loaded.model, self.ds, x, y, epochs=epochs, lr=o.finetune_lr, seed=seed,
-                    progress=self.progress)
+        with quantization_aware(loaded, self.ds.input_shape, self.log) as layers:
+            self.quantization_aware = layers
+            train_steps(loaded.model, self.ds, x, y, epochs=epochs, lr=o.finetune_lr,
+                        seed=seed, progress=self.progress)
         ir = deployed_ir(loaded, self.ds.input_shape)
         new = state_of(loaded, ir, self.val.check(reference_model(loaded)))
         self.timings["finetuning"] = self.timings.get("finetuning", 0) + time.time() - t
@@ -187,7 +191,8 @@ class Pruner:
         result.finetune = {"epochs": o.finetune_epochs, "samples": o.finetune_samples,
                            "lr": o.finetune_lr, "stages": stages, **record,
                            "val_before": round(before.accuracy, 5),
-                           "val_after": round(after.accuracy, 5)}
+                           "val_after": round(after.accuracy, 5),
+                           "quantization_aware": self.quantization_aware}
         return after
 
     def run(self) -> PruneResult:
