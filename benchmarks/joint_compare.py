@@ -68,6 +68,12 @@ def main() -> int:
     p.add_argument("--profile-samples", type=int, default=500)
     p.add_argument("--check-samples", type=int, default=1500)
     p.add_argument("--test-samples", type=int, default=None, help="default: all 10,000")
+    p.add_argument("--tflite", metavar="DIR",
+                   help="the --out of `svt-deploy export-tflite` on the same model: adds its "
+                        "LiteRT int8 row (flatbuffer bytes, test accuracy)")
+    p.add_argument("--deploy", metavar="OUT", nargs="*", default=[],
+                   help="full-pipeline output directories (out/BOARD) of the same model: "
+                        "adds a row from each report.json")
     p.add_argument("--cache", default=str(REPO / "out" / "bench" / ".cache"))
     p.add_argument("--table-only", action="store_true",
                    help="print the table of the cells finished so far; compute nothing")
@@ -108,7 +114,8 @@ def main() -> int:
     out = {"baseline_test_accuracy": base_acc, "test_samples": n_test,
            "baseline_weight_bytes": base_weights, "max_drop": args.max_drop,
            "finetune_epochs": args.finetune_epochs, "finetune_samples": args.finetune_samples,
-           **sampling, "rows": rows, "missing": missing, "published": PUBLISHED}
+           **sampling, "rows": rows, "missing": missing, "published": PUBLISHED,
+           "measured_elsewhere": elsewhere(args, base_weights, base_acc)}
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
     print_table(out)
@@ -161,6 +168,40 @@ def run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc, precision,
     return row
 
 
+def elsewhere(args, base_weights: int, base_acc: float) -> list[dict]:
+    """Rows measured by other commands on the same model: the TFLite int8 export and the
+    deploys named on the command line."""
+    rows = []
+    if args.tflite:
+        meta = json.loads((Path(args.tflite) / "tflite_export.json").read_text())
+        int8 = [c for c in meta.get("checks", {}).get("runtimes", [])
+                if c["runtime"] == "LiteRT int8"]
+        if int8:
+            flatbuffer = meta["bytes"]["model_int8.tflite"]
+            rows.append(_row("TFLite int8 (LiteRT)", flatbuffer, int8[0]["accuracy"],
+                             int8[0]["samples"], "flatbuffer bytes, full-integer",
+                             base_weights, base_acc))
+    for out_dir in args.deploy:
+        r = json.loads((Path(out_dir) / "report.json").read_text())
+        final = r["finetuned"] or r["pruned"]
+        ft = r.get("finetune")
+        how = (f"{ft['epochs']:g} ep on {ft['samples']:,} images, "
+               f"{r['pruned']['accuracy'] * 100:.2f} % before" if ft else "no fine-tuning")
+        rows.append(_row(f"deploy {r['board']} ({_precision_label(r['precision'])})",
+                         final["flash_bytes"], final["accuracy"], r["test_samples"],
+                         f"`{r['command']}`; {how}", base_weights, base_acc,
+                         finetuned=bool(ft)))
+    return rows
+
+
+def _row(label, weight_bytes, accuracy, samples, note, base_weights, base_acc,
+         finetuned=False) -> dict:
+    return {"label": label, "weight_bytes": weight_bytes, "test_accuracy": accuracy,
+            "test_samples": samples, "finetuned": finetuned, "note": note,
+            "saved_pct": round(100 * (1 - weight_bytes / base_weights), 2),
+            "drop_pt": round((base_acc - accuracy) * 100, 2)}
+
+
 def print_table(out: dict) -> None:
     print(f"fp32 baseline: test accuracy {out['baseline_test_accuracy'] * 100:.2f} % on "
           f"{out['test_samples']:,} images; weights {out['baseline_weight_bytes']:,} B. "
@@ -178,7 +219,7 @@ def print_table(out: dict) -> None:
             continue
         notes = []
         if r["precision"] == "auto":
-            notes.append(f"chose {r['chosen']}")
+            notes.append(f"chose {_precision_label(r['chosen'])}")
         if r["max_drop_used"] != out["max_drop"]:
             notes.append(f"infeasible within {out['max_drop']:g} pt; ran with "
                          f"{r['max_drop_used']:g}")
@@ -189,9 +230,21 @@ def print_table(out: dict) -> None:
               f"{r['drop_pt']:+.2f} | {'; '.join(notes)} |")
     for m in out.get("missing", []):
         print(f"| {m} | not measured yet | | | | | | |")
+    for r in out.get("measured_elsewhere", []):
+        print(f"| {r['label']} | | | {r['weight_bytes']:,} B | {r['saved_pct']:.1f} % | "
+              f"{r['test_accuracy'] * 100:.2f} % | {r['drop_pt']:+.2f} | {r['note']} "
+              f"({r['test_samples']:,} test images) |")
     for pub in out["published"]:
         print(f"| {pub['label']} | | | | {pub['saved_pct']:g} % | | {pub['drop']} | "
               f"published, {pub['note']} |")
+
+
+def _precision_label(chosen) -> str:
+    """'int8', or for a per-layer mix {layer: precision} 'int8+int4 (2 of 18 layers int4)'."""
+    if isinstance(chosen, str):
+        return chosen
+    int4 = sum(p == "int4" for p in chosen.values())
+    return f"int8+int4 ({int4} of {len(chosen)} layers int4)"
 
 
 def plot(out: dict, path: Path) -> None:
@@ -208,6 +261,9 @@ def plot(out: dict, path: Path) -> None:
                          and bool(r["finetune_epochs"]) == ft)
             if pts:
                 ax.plot(*zip(*pts), mark + style, label=precision + (" + FT" if ft else ""))
+    for r in out.get("measured_elsewhere", []):
+        ax.plot(r["saved_pct"], r["test_accuracy"] * 100, "D" if r["finetuned"] else "x",
+                label=r["label"])
     for pub in out["published"]:
         ax.axvline(pub["saved_pct"], color="#999999", lw=0.8, ls=":")
         ax.text(pub["saved_pct"], ax.get_ylim()[0], " " + pub["label"].split(" (")[0],
