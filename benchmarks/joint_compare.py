@@ -54,7 +54,7 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None)
     p.add_argument("--precisions", nargs="+", default=["fp32", "int8", "int4", "auto"])
-    p.add_argument("--cuts", type=float, nargs="+", default=[0, 26.7, 50, 75])
+    p.add_argument("--cuts", type=float, nargs="+", default=[0.0, 26.7, 50.0, 75.0])
     p.add_argument("--max-drop", type=float, default=3.0)
     p.add_argument("--escalation", type=float, nargs="*", default=list(ESCALATION),
                    help="larger drop limits tried, in order, when a cut is infeasible within "
