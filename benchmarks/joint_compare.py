@@ -159,9 +159,8 @@ def run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc, precision,
     row = {"precision": precision, "chosen": final.loaded.precision, "cut_pct": cut,
            "finetune_epochs": ft, "max_drop_used": used,
            "weight_bytes": final.plan.weight_bytes,
-           "saved_pct": round(100 * (1 - final.plan.weight_bytes / base_weights), 2),
-           "params": final.plan.params,
-           "test_accuracy": round(acc, 5), "drop_pt": round((base_acc - acc) * 100, 2),
+           **_versus_baseline(final.plan.weight_bytes, acc, base_weights, base_acc),
+           "params": final.plan.params, "test_accuracy": round(acc, 5),
            "seconds": round(time.time() - t0, 1)}
     if result.before_finetune is not None:
         row["test_accuracy_before_ft"] = round(test(result.before_finetune.loaded), 5)
@@ -198,7 +197,12 @@ def _row(label, weight_bytes, accuracy, samples, note, base_weights, base_acc,
          finetuned=False) -> dict:
     return {"label": label, "weight_bytes": weight_bytes, "test_accuracy": accuracy,
             "test_samples": samples, "finetuned": finetuned, "note": note,
-            "saved_pct": round(100 * (1 - weight_bytes / base_weights), 2),
+            **_versus_baseline(weight_bytes, accuracy, base_weights, base_acc)}
+
+
+def _versus_baseline(weight_bytes, accuracy, base_weights, base_acc) -> dict:
+    """Memory saved (% of the fp32 weight bytes) and accuracy drop (points)."""
+    return {"saved_pct": round(100 * (1 - weight_bytes / base_weights), 2),
             "drop_pt": round((base_acc - accuracy) * 100, 2)}
 
 

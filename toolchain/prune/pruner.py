@@ -144,7 +144,6 @@ class Pruner:
         self.ladder, self.log, self.progress = options.ladder, log, progress
         self.allocation = options.allocation
         self.timings: dict[str, float] = {}
-        self.quantization_aware: dict | None = None  # of the latest fine-tune
         t = time.time()
         fp32 = at_precision(loaded, "fp32", None)
         fp32_accuracy = self.val.check(fp32.model)
@@ -169,30 +168,30 @@ class Pruner:
         self.timings["profiling"] = self.timings.get("profiling", 0) + time.time() - t
         return prof
 
-    def _finetune(self, state: State, epochs: float, seed: int) -> State:
+    def _finetune(self, state: State, epochs: float, seed: int) -> tuple[State, dict]:
+        """``state`` fine-tuned, and which layers trained on their integer grid."""
         o = self.options
         t = time.time()
         x, y = self.ds.split("train", o.finetune_samples)
         loaded = copy.deepcopy(state.loaded)
-        with quantization_aware(loaded, self.ds.input_shape, self.log) as layers:
-            self.quantization_aware = layers
+        with quantization_aware(loaded, state.ir, self.log) as layers:
             train_steps(loaded.model, self.ds, x, y, epochs=epochs, lr=o.finetune_lr,
                         seed=seed, progress=self.progress)
         ir = deployed_ir(loaded, self.ds.input_shape)
         new = state_of(loaded, ir, self.val.check(reference_model(loaded)))
         self.timings["finetuning"] = self.timings.get("finetuning", 0) + time.time() - t
-        return new
+        return new, layers
 
     def _final_finetune(self, before: State, result: PruneResult, stages: int,
                         **record) -> State:
         """The closing fine-tune of ``before``, recorded in ``result.finetune``."""
         o = self.options
-        after = self._finetune(before, o.finetune_epochs, seed=o.finetune_seed)
+        after, layers = self._finetune(before, o.finetune_epochs, seed=o.finetune_seed)
         result.finetune = {"epochs": o.finetune_epochs, "samples": o.finetune_samples,
                            "lr": o.finetune_lr, "stages": stages, **record,
                            "val_before": round(before.accuracy, 5),
                            "val_after": round(after.accuracy, 5),
-                           "quantization_aware": self.quantization_aware}
+                           "quantization_aware": layers}
         return after
 
     def run(self) -> PruneResult:
@@ -292,7 +291,7 @@ class Pruner:
                 cur = pruned
                 break
             self.log(f"stage {stage}: recovery fine-tune ({o.recovery_epochs:g} epoch)")
-            cur = self._finetune(pruned, o.recovery_epochs, seed=stage)
+            cur, _ = self._finetune(pruned, o.recovery_epochs, seed=stage)
             self.log(f"stage {stage}: val accuracy {pruned.accuracy:.4f} -> {cur.accuracy:.4f}")
         before = result.before_finetune = cur
         self.log(f"fine-tuning {o.finetune_epochs:g} epochs on {o.finetune_samples} "

@@ -23,35 +23,32 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..loading import LoadedModel
-from .packing import QMAX
-from .reference import deployed_ir
+from .packing import quantize_per_channel, quantize_per_tensor
 
 
 class FakeQuant(nn.Module):
-    """w -> w rounded to a symmetric grid of ``bits``: per output channel, or one scale for
-    the whole tensor (the head). Forward rounds, backward passes the gradient through."""
+    """w -> w rounded to the deploy's symmetric grid of ``bits`` (``quantize_per_channel``,
+    or ``quantize_per_tensor`` for the head). Forward rounds, backward passes the gradient
+    through."""
 
     def __init__(self, bits: int, per_tensor: bool):
         super().__init__()
-        self.qmax, self.per_tensor = QMAX[bits], per_tensor
+        self.bits = bits
+        self.quantize = quantize_per_tensor if per_tensor else quantize_per_channel
 
-    def scale(self, w: torch.Tensor) -> torch.Tensor:
-        flat = w.detach().abs().reshape(w.shape[0], -1)
-        peak = flat.max() if self.per_tensor else flat.max(dim=1).values
-        scale = torch.where(peak > 0, peak / self.qmax, torch.ones_like(peak))
-        return scale.reshape(-1, *([1] * (w.dim() - 1))) if scale.dim() else scale
-
-    def integers(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(torch.round(w / self.scale(w)), -self.qmax, self.qmax)
+    def grid(self, w: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(integers, per-row scale) the deploy gives ``w``."""
+        return self.quantize(w.detach().cpu().double().numpy(), self.bits)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        rounded = self.integers(w) * self.scale(w)
+        q, scale = self.grid(w)
+        rounded = torch.from_numpy(q * scale.reshape(-1, *([1] * (q.ndim - 1)))).to(w)
         return w + (rounded - w).detach()
 
 
-def _layers(loaded: LoadedModel, input_shape) -> tuple[dict[str, FakeQuant], list[str]]:
-    """(module name -> its fake quantizer, layers that must train in float)."""
-    ir = deployed_ir(loaded, input_shape)
+def _layers(loaded: LoadedModel, ir) -> tuple[dict[str, FakeQuant], list[str]]:
+    """(module name -> its fake quantizer, layers that must train in float), for the
+    quantized ``ir`` of ``loaded``."""
     modules = dict(loaded.model.named_modules())
     chosen: dict[str, FakeQuant] = {}
     skipped: list[str] = []
@@ -78,24 +75,23 @@ def _same_integers(fake: FakeQuant, weight: torch.Tensor, q: np.ndarray) -> bool
     float, so a value on a rounding tie may land either side: ties are common once a
     fine-tuned (on-grid) layer loses its peak weight to pruning and is rescaled by a ratio
     like 7/6. Allow any tie, and 0.1 % of the rest, to be one step away."""
-    with torch.no_grad():
-        w = weight.detach().double()
-        ratio = (w / fake.scale(w)).reshape(q.shape).numpy()
-        mine = fake.integers(w).reshape(q.shape).numpy()
-    diff = np.abs(mine - q.astype(np.float64))
+    mine, scale = fake.grid(weight)
+    w = weight.detach().cpu().double().numpy()
+    ratio = (w / scale.reshape(-1, *([1] * (w.ndim - 1)))).reshape(q.shape)
+    diff = np.abs(mine.reshape(q.shape).astype(np.float64) - q.astype(np.float64))
     tie = np.abs(np.abs(ratio - np.floor(ratio)) - 0.5) < 1e-4
     return bool(diff.max() <= 1 and (diff[~tie] > 0).sum() <= 1e-3 * diff.size)
 
 
 @contextmanager
-def quantization_aware(loaded: LoadedModel, input_shape, log=print):
-    """Within the block, ``loaded.model``'s integer layers train through their grids; on
-    exit their weights are left rounded. Yields ``{"on_grid": [...], "float": [...]}``
+def quantization_aware(loaded: LoadedModel, ir, log=print):
+    """Within the block, ``loaded.model``'s integer layers (as its quantized ``ir`` has
+    them) train through their grids; on exit their weights are left rounded. Yields ``{"on_grid": [...], "float": [...]}``
     (module names; both empty for an fp32 model, which is untouched)."""
     if loaded.precision == "fp32":
         yield {"on_grid": [], "float": []}
         return
-    layers, skipped = _layers(loaded, input_shape)
+    layers, skipped = _layers(loaded, ir)
     if skipped:
         log(f"  quantization-aware: {', '.join(skipped)} fine-tune in float "
             "(their integers do not follow from the module's weight alone)")
