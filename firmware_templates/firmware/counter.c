@@ -28,7 +28,24 @@ void svt_counter_init(void)
     SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
 }
 
-void SysTick_Handler(void)
+/* SysTick's entry: passes the interrupted code's stacked exception frame (on the main or
+ * the process stack, per EXC_RETURN bit 2) to svt_systick. */
+__attribute__((naked)) void SysTick_Handler(void)
+{
+    __asm__ volatile("tst lr, #4\n\t"
+                     "ite eq\n\t"
+                     "mrseq r0, msp\n\t"
+                     "mrsne r0, psp\n\t"
+                     "b svt_systick\n\t");
+}
+
+/* The one-instruction wait loop of svt_counter_align (a label, not a function). */
+extern const char svt_align_spin[];
+
+#define FRAME_PC 6u /* stacked r0-r3, r12, lr, pc, xpsr: the same in an FPU frame */
+
+void svt_systick(uint32_t *frame);
+void svt_systick(uint32_t *frame)
 {
     ticks++;
 #if SVT_COUNTER_DWT
@@ -39,6 +56,9 @@ void SysTick_Handler(void)
     cyccnt_last = now;
 #endif
     svt_on_tick();
+    if ((frame[FRAME_PC] & ~1u) == ((uint32_t)(uintptr_t)svt_align_spin & ~1u)) {
+        frame[FRAME_PC] += 2u; /* release svt_counter_align: return past its loop */
+    }
 }
 
 uint32_t svt_time_ms(void)
@@ -73,12 +93,15 @@ uint64_t svt_counter_now(void)
     return value;
 }
 
-void svt_counter_align(void)
+/* The loop is one instruction, so the tick always interrupts it at the same place and
+ * the handler returns past it at the same instruction after the tick: the count that
+ * starts there is exactly repeatable under -icount. A C loop testing `ticks` (three
+ * instructions) left it where the tick came, which moved the end across a SysTick clock
+ * edge now and then (40 instructions on mps2-an500). */
+__attribute__((naked, noinline)) void svt_counter_align(void)
 {
-    uint32_t start = ticks;
-    while (ticks == start) {
-        /* spin, not WFI: QEMU wakes a sleeping core a varying time after the tick */
-    }
+    __asm__ volatile("svt_align_spin: b svt_align_spin\n\t"
+                     "bx lr\n\t");
 }
 
 void svt_counter_spin(uint32_t iterations)

@@ -24,13 +24,11 @@
 void svt_counter_init(void);
 uint64_t svt_counter_now(void);
 uint32_t svt_time_ms(void);
-/* Waits for the next SysTick interrupt. A measurement started right after it starts at
- * the same phase of the tick every time, so under -icount every later interrupt falls at
- * the same instruction and the count repeats to within one SysTick clock (otherwise one
- * more or one fewer SysTick handler, and the counter's 1-tick resolution, make it vary).
- * The one clock: the wait loop is 3 instructions, and where in it the tick came (which
- * depends on the host's I/O timing) can move the end across a clock edge. Costs up to one
- * tick period (10 ms). */
+/* Waits for the next SysTick interrupt and returns at a fixed instruction after it. A
+ * measurement started right after it starts at the same phase of the tick every time, so
+ * under -icount every later interrupt falls at the same instruction and the count repeats
+ * exactly (otherwise one more or one fewer SysTick handler, and the counter's 1-tick
+ * resolution, make it vary). Costs up to one tick period (10 ms). */
 void svt_counter_align(void);
 /* Runs `iterations` of a two-instruction loop (subs, bne). */
 void svt_counter_spin(uint32_t iterations);
