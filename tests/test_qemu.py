@@ -23,6 +23,7 @@ from svt_deploy.hostemu import build_host, run_host
 from svt_deploy.ir import extract_ir
 from svt_deploy.loading import load_model
 from svt_deploy.memory import plan_memory
+from svt_deploy.profiling import plan_steps
 from svt_deploy.qemu import FaultyProxy, QemuDevice, free_port, qemu_command
 from svt_deploy.serial_link import EXIT, INFER, INFO, REPLY, STATS, FrameDecoder, encode_frame
 
@@ -89,6 +90,11 @@ def test_counter_converts_to_instructions_and_repeats(qemu_builds, name):
                 runs[i].append(link.infer(x[i], info))
         assert all(np.array_equal(r.scores, host[i]) for i in runs for r in runs[i])
         assert all(len({r.counter for r in runs[i]}) == 1 for i in runs), runs
+        # PROFILE: the last inference's cost per model step adds up to its count, less
+        # the return from the last step (the per-step deltas telescope)
+        steps = link.profile()
+        assert len(steps) == len(plan_steps(elf.parents[2])) and all(s > 0 for s in steps)
+        assert 0 <= info.instructions(runs[len(x) - 1][-1].counter - sum(steps)) <= 100
     assert dev.exit_code == 0  # stopped through the firmware's semihosting exit
 
 

@@ -20,8 +20,8 @@ from . import cli_args as num
 from . import cli_device, cli_tflite
 from .analysis import analyze, format_analysis
 from .boards import all_boards, fmt_bytes, load_board
-from .cli_args import (ArgParser, Commands, add_budget_args, add_common, add_model_args,
-                       model_inputs, prune_options)
+from .cli_args import (ArgParser, Commands, add_budget_args, add_common, add_kernel_args,
+                       add_model_args, model_inputs, prune_options)
 from .errors import SvtError
 from .pipeline import DeployOptions, deploy, load_inputs
 from .pipeline.common import silent, stderr_log
@@ -149,12 +149,13 @@ def cmd_generate(argv):
                               "spiking kernels and svt_model_run().")
     p.add_argument("--board", default="host", help="board whose limits are checked (default host)")
     p.add_argument("--out", required=True, help="output directory for the C sources")
+    add_kernel_args(p)
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
     board = load_board(args.board)
     loaded, _ = load_inputs(model_inputs(args), need_data=args.data is not None)
-    checked = generate_checked(loaded, board, args.out)
+    checked = generate_checked(loaded, board, args.out, args.kernels)
     gen, fit = checked.generated, checked.fit
     print(f"wrote {len(gen.files)} files to {args.out}: weights {gen.weight_bytes:,} B, "
           f"arena {gen.arena_bytes:,} B, model hash {gen.model_hash}")
@@ -223,6 +224,7 @@ def cmd_deploy(argv):
     p.add_argument("--flash-tool", choices=("openocd", "st-flash", "pyocd"),
                    help="flash tool for --port (default: the first one installed)")
     p.add_argument("--no-device", action="store_true", help="skip the on-device check")
+    add_kernel_args(p)
     args = p.parse_args(argv)
     if not args.board:
         raise SvtError("--board is required (svt-deploy boards lists them)")
@@ -230,7 +232,7 @@ def cmd_deploy(argv):
         board=args.board, prune=prune_options(args), inputs=model_inputs(args), out=args.out,
         host_samples=args.host_samples,
         device=DeviceTarget(args.device_samples, args.port, args.flash_tool),
-        no_device=args.no_device, quiet=args.quiet,
+        no_device=args.no_device, kernels=args.kernels, quiet=args.quiet,
         command="svt-deploy " + " ".join(shlex.quote(a) for a in argv))
     result = deploy(options)
     if not args.quiet:

@@ -143,6 +143,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def add_kernel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernels", choices=("event", "dense"), default="event",
+                   help="spike-fed integer layers as event-driven kernels (default: only "
+                        "active inputs cost work) or as plain dense loops over the same "
+                        "weights, to measure the difference")
+
+
 def add_budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budget")
     g.add_argument("--board", help="board profile whose flash and SRAM set the budget")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from . import cli_args as num
 from .boards import load_board
-from .cli_args import ArgParser, Commands, add_common, add_model_args, model_inputs
+from .cli_args import (ArgParser, Commands, add_common, add_kernel_args, add_model_args,
+                       model_inputs)
 from .device_check import format_check
 from .firmware import format_build
 from .flashing import flash
@@ -42,11 +43,13 @@ def cmd_firmware(argv):
     p.add_argument("--qemu", action="store_true",
                    help="also build the image for the board's QEMU machine")
     p.add_argument("--json", action="store_true", help="print the build summary as JSON")
+    add_kernel_args(p)
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
     board = load_board(args.board)
-    project = build_project(board, model_inputs(args), _out_dir(args, board), args.qemu)
+    project = build_project(board, model_inputs(args), _out_dir(args, board), args.qemu,
+                            args.kernels)
     out, gen = project.directory, project.generated
     if args.json:
         print(json.dumps({"dir": str(out), "model_hash": gen.model_hash,
@@ -75,12 +78,13 @@ def cmd_run_qemu(argv):
                    help="damage this fraction of the bytes on the serial line (flip or drop), "
                         "to exercise the protocol's error detection and retries")
     p.add_argument("--json", action="store_true")
+    add_kernel_args(p)
     add_model_args(p)
     add_common(p)
     args = p.parse_args(argv)
     board = load_board(args.board)
     run = run_qemu(board, model_inputs(args), _out_dir(args, board), args.samples,
-                   args.corrupt, args.quiet or args.json, stderr_log(args.quiet))
+                   args.corrupt, args.quiet or args.json, stderr_log(args.quiet), args.kernels)
     if args.json:
         print(json.dumps(dict(run.check.as_dict(), machine=board.emulator.machine,
                               elf=str(run.build.elf)), indent=2))

@@ -35,7 +35,7 @@ C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS", "membrane": "SVT_MEMB
 MAX_TIMESTEPS = 8
 VALUES_PER_LINE = 8
 COMMON_KERNEL_FILES = ("lif.c",)  # svt_lif_train: every LIF-fused kernel calls it
-INTEGER_KERNEL_FILES = ("lif_q.c",)  # svt_lif_train_q: the integer kernels' LIF
+INTEGER_KERNEL_FILES: tuple[str, ...] = ()  # svt_lif_train_q is inline (svt_kernels.h)
 
 
 @dataclass
@@ -62,13 +62,21 @@ def symbol(prefix: str, name: str) -> str:
     return prefix + re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
 
 
-def _kernel_sources(steps: list[Step], integer: bool) -> dict[str, Path]:
-    """C file name -> its path, for the kernels these steps call (from their ops)."""
+KERNEL_STYLES = ("event", "dense")
+
+
+def _kernel_sources(steps: list[Step], integer: bool, style: str = "event") -> dict[str, Path]:
+    """C file name -> its path, for the kernels these steps call (from their ops); with
+    style "dense", each op's dense twins in place of its event-driven files."""
+    if style not in KERNEL_STYLES:
+        raise SvtError(f"unknown kernel style {style!r}; use one of {', '.join(KERNEL_STYLES)}")
     common = INTEGER_KERNEL_FILES if integer else COMMON_KERNEL_FILES
     sources = {name: KERNELS_DIR / name for name in common}
     for s in steps:
         op = ops.for_kernel(s.kernel)
         for name in op.kernels[s.kernel]:
+            if style == "dense":
+                name = op.dense_twins.get(name, name)
             sources[name] = op.kernel_dir / name
     return dict(sorted(sources.items()))
 
@@ -263,27 +271,31 @@ def write_tree(files: dict[str, bytes], out_dir: Path) -> None:
 
 
 def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
-             extra_files: dict[str, bytes] | None = None) -> Generated:
+             extra_files: dict[str, bytes] | None = None, kernels: str = "event") -> Generated:
+    """The model's C project. ``kernels``: "event" (event-driven spike-fed layers) or
+    "dense" (the same layers as plain dense loops, for side-by-side measurement)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     ctx = render_context(ir, plan, source)
     files: dict[str, bytes] = {}
     for name in ("model.c", "model.h", "model_weights.c", "model_weights.h"):
         files[name] = env.get_template(f"model/{name}.j2").render(**ctx).encode()
-    sources = _kernel_sources(plan.steps, ctx["integer"])
-    kernels = list(sources)
+    sources = _kernel_sources(plan.steps, ctx["integer"], kernels)
     for name, path in sources.items():
         files[name] = path.read_bytes()
     files["svt_kernels.h"] = (KERNELS_DIR / "svt_kernels.h").read_bytes()
+    files["svt_config.h"] = (f"/* {ctx['banner']} */\n/* The model's timesteps, fixed for the "
+                             "kernels (svt_kernels.h: SVT_STEPS). */\n"
+                             f"#define SVT_FIXED_TIMESTEPS {ir.timesteps}u\n").encode()
     files["host_main.c"] = (TEMPLATES / "host" / "host_main.c").read_bytes()
     files["Makefile"] = env.get_template("model/Makefile.j2").render(
-        kernels=kernels, **ctx).encode()
+        kernels=list(sources), **ctx).encode()
     files["memory_plan.json"] = json.dumps(plan_summary(plan), indent=1).encode()
     manifest = Manifest(ModelFacts(
         model_hash=ctx["model_hash"], num_classes=ir.num_classes,
         input_shape=tuple(ir.input_shape), timesteps=ir.timesteps, params=plan.params,
         weight_bytes=plan.weight_bytes, arena_bytes=plan.arena_bytes, precision=ctx["precision"],
-        kernels=tuple(kernels)))
+        kernels=tuple(sources)))
     files[MANIFEST] = manifest.to_json()
     files.update(extra_files or {})
     write_tree(files, Path(out_dir))

@@ -283,13 +283,14 @@ def firmware_files(board: Board, arena_bytes: int, input_size: int) -> dict[str,
     return {f"firmware/{name}": data for name, data in files.items()}
 
 
-def generate_firmware(ir, plan, board: Board, out_dir: str | Path, source: str) -> Generated:
+def generate_firmware(ir, plan, board: Board, out_dir: str | Path, source: str,
+                      kernels: str = "event") -> Generated:
     """The model's C (codegen) plus ``firmware/`` for ``board``, written atomically."""
     size = 1
     for d in ir.input_shape:
         size *= int(d)
     return generate(ir, plan, out_dir, source,
-                    extra_files=firmware_files(board, plan.arena_bytes, size))
+                    extra_files=firmware_files(board, plan.arena_bytes, size), kernels=kernels)
 
 
 # ----------------------------------------------------------------------------- build

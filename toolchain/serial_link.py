@@ -31,9 +31,10 @@ CRC_BYTES = 4
 MAX_PAYLOAD = 0xFFFF
 PROTOCOL_VERSION = 1
 
-INFO, INFER, STATS, CALIBRATE, EXIT = 0x01, 0x02, 0x03, 0x04, 0x05
+INFO, INFER, STATS, CALIBRATE, EXIT, PROFILE = 0x01, 0x02, 0x03, 0x04, 0x05, 0x08
 REPLY, ACK, NAK, ERROR = 0x80, 0x06, 0x15, 0x7F
 NAMES = {INFO: "info", INFER: "infer", STATS: "stats", CALIBRATE: "calibrate", EXIT: "exit",
+         PROFILE: "profile",
          ACK: "ack", NAK: "nak", ERROR: "error"}
 NAK_REASONS = {1: "CRC mismatch", 2: "frame cut short"}
 ERROR_CODES = {1: "unknown request", 2: "wrong payload length",
@@ -408,6 +409,15 @@ class SerialLink:
         """Counter delta of a loop of ``iterations`` x (subs, bne) on the device."""
         return struct.unpack("<Q", self.request(CALIBRATE, struct.pack("<I", iterations))
                              .payload)[0]
+
+    def profile(self) -> list[int]:
+        """Counter deltas of each model step (kernel call) in the last inference."""
+        payload = self.request(PROFILE).payload
+        (steps,) = struct.unpack_from("<I", payload)
+        if len(payload) != 4 + 8 * steps:
+            raise SvtError(f"{self.name}: a PROFILE reply of {len(payload)} bytes for {steps} "
+                           "steps")
+        return list(struct.unpack_from(f"<{steps}Q", payload, 4))
 
     def exit(self) -> None:
         """Stop the emulator (QEMU builds only)."""

@@ -37,7 +37,9 @@
 #define INFER_REPLY_BYTES (12u + 4u * SVT_NUM_CLASSES)
 #define STATS_COUNT 9u
 #define REQUEST_MAX (4u * SVT_INPUT_SIZE)
-#define REPLY_MAX (INFER_REPLY_BYTES > INFO_BYTES ? INFER_REPLY_BYTES : INFO_BYTES)
+#define PROFILE_BYTES (4u + 8u * SVT_NUM_STEPS)
+#define REPLY_MAX_2 (INFER_REPLY_BYTES > INFO_BYTES ? INFER_REPLY_BYTES : INFO_BYTES)
+#define REPLY_MAX (PROFILE_BYTES > REPLY_MAX_2 ? PROFILE_BYTES : REPLY_MAX_2)
 
 /* The frame's length field has 16 bits. */
 typedef char svt_request_fits_a_frame[(REQUEST_MAX <= 0xFFFFu) ? 1 : -1];
@@ -69,6 +71,8 @@ static uint8_t control[SVT_FRAME_OVERHEAD + 4u];       /* NAK frames */
 static uint8_t heartbeat[SVT_FRAME_OVERHEAD];          /* the running inference's ACK */
 static uint32_t heartbeat_length;
 static volatile int busy;                              /* svt_model_run is running */
+static uint64_t step_end[SVT_NUM_STEPS];               /* counter at the end of each step */
+static uint64_t run_start;                             /* ... and at the start of the run */
 static volatile uint32_t busy_since_ms;
 static uint8_t last_seq;
 static uint32_t last_crc;
@@ -98,7 +102,8 @@ static void send_error(uint8_t seq, uint32_t code)
     send_reply(SVT_MSG_ERROR, seq, 4u);
 }
 
-/* Payload bytes each request must carry (protocol.h): INFO, STATS and EXIT carry none. */
+/* Payload bytes each request must carry (protocol.h): INFO, STATS, EXIT and PROFILE carry
+ * none. */
 static uint32_t request_bytes(uint8_t type)
 {
     return type == SVT_MSG_INFER ? (uint32_t)sizeof(svt_input_t) * SVT_INPUT_SIZE
@@ -154,6 +159,7 @@ static void serve_infer(uint8_t seq)
     static svt_score_t scores[SVT_NUM_CLASSES];
     svt_counter_align(); /* a repeatable count: see counter.h */
     uint64_t start = svt_counter_now();
+    run_start = start;
     svt_model_run(request.image, scores);
     uint64_t cost = svt_counter_now() - start;
     busy = 0; /* before the reply: the interrupt must not write beside it */
@@ -174,6 +180,28 @@ static void serve_infer(uint8_t seq)
         svt_put_u32(p + 12u + 4u * i, bits);
     }
     send_reply(SVT_MSG_INFER | SVT_MSG_REPLY, seq, INFER_REPLY_BYTES);
+}
+
+/* model.c calls it after each step (SVT_PROFILE_STEPS): the counter then, for PROFILE. */
+void svt_step_done(uint32_t step)
+{
+    if (step < SVT_NUM_STEPS) {
+        step_end[step] = svt_counter_now();
+    }
+}
+
+/* PROFILE reply: u32 steps, then each step's counter delta in the last inference (u64),
+ * marking included (a counter read per step). All zero before the first inference. */
+static void serve_profile(uint8_t seq)
+{
+    uint8_t *p = reply + SVT_HEADER_BYTES;
+    svt_put_u32(p, SVT_NUM_STEPS);
+    uint64_t previous = run_start;
+    for (uint32_t i = 0; i < SVT_NUM_STEPS; ++i) {
+        put_u64(p + 4u + 8u * i, stats.inferences ? step_end[i] - previous : 0u);
+        previous = step_end[i];
+    }
+    send_reply(SVT_MSG_PROFILE | SVT_MSG_REPLY, seq, PROFILE_BYTES);
 }
 
 /* From the SysTick interrupt. The main loop writes to the UART only while not busy. */
@@ -232,7 +260,8 @@ static void serve(const svt_rx_t *frame)
     last_crc = svt_rx_frame_crc(frame);
     /* A wrong length is refused with ERROR, not NAKed: the frame arrived intact, so a
      * resend would carry the same payload and be NAKed forever. */
-    if (type >= SVT_MSG_INFO && type <= SVT_MSG_EXIT && frame->length != request_bytes(type)) {
+    if (((type >= SVT_MSG_INFO && type <= SVT_MSG_EXIT) || type == SVT_MSG_PROFILE)
+        && frame->length != request_bytes(type)) {
         send_error(seq, SVT_ERROR_BAD_LENGTH);
         return;
     }
@@ -251,6 +280,9 @@ static void serve(const svt_rx_t *frame)
         break;
     case SVT_MSG_EXIT:
         serve_exit(seq);
+        break;
+    case SVT_MSG_PROFILE:
+        serve_profile(seq);
         break;
     default:
         send_error(seq, SVT_ERROR_UNKNOWN_TYPE);

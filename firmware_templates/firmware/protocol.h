@@ -52,6 +52,7 @@ enum {
     SVT_MSG_STATS = 0x03,
     SVT_MSG_CALIBRATE = 0x04,
     SVT_MSG_EXIT = 0x05,
+    SVT_MSG_PROFILE = 0x08, /* the last inference's cost per model step */
     SVT_MSG_REPLY = 0x80, /* reply type = request type | SVT_MSG_REPLY */
     SVT_MSG_ACK = 0x06,   /* request received intact; the reply follows */
     SVT_MSG_NAK = 0x15,   /* frame damaged: resend it */

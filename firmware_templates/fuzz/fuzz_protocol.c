@@ -90,6 +90,8 @@ static int reply_length_ok(uint8_t type, uint32_t length)
         return length == 4u * 9u;
     case SVT_MSG_CALIBRATE | SVT_MSG_REPLY:
         return length == 8u;
+    case SVT_MSG_PROFILE | SVT_MSG_REPLY:
+        return length == 4u + 8u * SVT_NUM_STEPS;
     default:
         return 0;
     }

@@ -12,6 +12,7 @@
 #define SVT_INPUT_SIZE 16u
 #define SVT_NUM_CLASSES 10u
 #define SVT_TIMESTEPS 4u
+#define SVT_NUM_STEPS 3u
 #define SVT_WEIGHT_BYTES 0u
 #define SVT_ARENA_BYTES 0u
 #define SVT_INTEGER 0

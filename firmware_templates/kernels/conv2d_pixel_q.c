@@ -1,10 +1,10 @@
 /*
  * The integer sums of one output pixel of a conv2d fed by spikes (or counts), for all T
- * steps: acc[t * out_c + c]. Every active input adds its weight column (a count of k adds
- * it k times); no scale, no float.
+ * steps: acc[t * out_c + c]. Event-driven: per kernel tap, the in_c inputs of its input
+ * pixel are contiguous in the trains, and only the active ones add their weight column (a
+ * count of k adds it k times; events_q.c); no scale, no float. `--kernels dense` builds
+ * conv2d_pixel_dense_q.c in its place.
  */
-#include <string.h>
-
 #include "svt_kernels.h"
 
 void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
@@ -13,7 +13,8 @@ void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
 {
     const uint32_t in_c = conv->in_c, out_c = conv->out_c, k = conv->kernel;
     const uint32_t row = svt_row_bytes(out_c, conv->bits);
-    memset(acc, 0, (size_t)T * out_c * sizeof(int32_t));
+    svt_events_t ev;
+    svt_events_begin(&ev, acc, out_c, conv->bits, T);
     for (uint32_t ky = 0; ky < k; ++ky) {
         int32_t iy = (int32_t)(oy * conv->stride + ky) - (int32_t)conv->pad;
         if (iy < 0 || iy >= (int32_t)conv->in_h) {
@@ -25,11 +26,9 @@ void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
                 continue;
             }
             uint32_t pixel = (uint32_t)iy * conv->in_w + (uint32_t)ix;
-            const uint8_t *columns = conv->weight + (ky * k + kx) * in_c * row;
-            for (uint32_t ci = 0; ci < in_c; ++ci) {
-                svt_accumulate_input_q(acc, columns + ci * row, out_c, conv->bits, in, in_fmt,
-                                       pixel * in_c + ci, T);
-            }
+            svt_add_events_q(&ev, conv->weight + (ky * k + kx) * in_c * row, row, in, in_fmt,
+                             pixel * in_c, in_c);
         }
     }
+    svt_events_end(&ev);
 }

@@ -14,18 +14,10 @@ void svt_ssa_lif_q(const uint8_t *q, const uint8_t *k, const uint8_t *v,
 {
     const uint32_t tokens = ssa->tokens, head_dim = ssa->head_dim;
     const uint32_t C = ssa->heads * head_dim;
-    const int32_t unit = (int32_t)(1u << ssa->frac_bits);
     svt_ssa_build_kv(k, v, tokens, C, head_dim, ssa->kv_bytes, T, kv_scratch);
     memset(out_spikes, 0, (tokens * C * T + 7u) / 8u);
     for (uint32_t n = 0; n < tokens; ++n) {
         svt_ssa_token_counts(q, n, C, head_dim, ssa->kv_bytes, T, kv_scratch, acc_scratch);
-        for (uint32_t c = 0; c < C; ++c) {
-            int32_t current[SVT_MAX_TIMESTEPS];
-            for (uint32_t t = 0; t < T; ++t) {
-                current[t] = acc_scratch[t * C + c] * unit;
-            }
-            svt_spikes_or(out_spikes, n * C + c, T,
-                          svt_lif_train_q(current, 1, T, lif->threshold[c], lif->decay_shift));
-        }
+        svt_currents_out_q(acc_scratch, NULL, ssa->frac_bits, n * C, C, T, lif, out_spikes);
     }
 }

@@ -20,8 +20,29 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define SVT_MAX_TIMESTEPS 8
+
+/* A generated model's project fixes its number of timesteps in svt_config.h, so that the
+ * compiler unrolls the loops over steps; built without it (the kernel tests), a kernel
+ * takes T at run time. */
+#if defined(__has_include)
+#if __has_include("svt_config.h")
+#include "svt_config.h"
+#endif
+#endif
+#ifdef SVT_FIXED_TIMESTEPS
+#define SVT_STEPS(T) ((void)(T), (uint32_t)SVT_FIXED_TIMESTEPS)
+#else
+#define SVT_STEPS(T) (T)
+#endif
+/* Unrolls the loop it precedes (GCC; -O2 alone keeps a 4-step loop rolled). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SVT_UNROLL_STEPS _Pragma("GCC unroll 8")
+#else
+#define SVT_UNROLL_STEPS
+#endif
 
 typedef enum { SVT_SPIKES = 0, SVT_COUNTS = 1, SVT_MEMBRANE = 2 } svt_format_t;
 
@@ -326,54 +347,163 @@ static inline void svt_accumulate_q(int32_t *acc, const uint8_t *row, uint32_t n
     }
 }
 
-/* Input neuron i's activity, all steps, into acc[t * out_c + j] (row: its weights). */
-static inline void svt_accumulate_input_q(int32_t *acc, const uint8_t *row, uint32_t out_c,
-                                          uint32_t bits, const uint8_t *in,
-                                          svt_format_t in_fmt, uint32_t i, uint32_t T)
+/* ------------------------------------------------------------------------------------
+ * Event-driven accumulation: the spike-fed integer layers visit only active inputs, found
+ * 32 at a time in the packed trains (count-trailing-zeros), and add each one's weight
+ * column. svt_add_column_q has a portable reference (add_column_q.c) and a Cortex-M4/M7
+ * variant using the DSP extension (add_column_q_dsp.c); builds for a core with the DSP
+ * extension call the latter unless SVT_REFERENCE_KERNELS is defined.
+ * ------------------------------------------------------------------------------------ */
+
+/* Index of the lowest set bit of a nonzero word (RBIT + CLZ on ARMv7-M). */
+static inline uint32_t svt_ctz32(uint32_t x)
 {
-    if (in_fmt == SVT_SPIKES) {
-        uint32_t train = svt_spikes_get(in, i, T);
-        for (uint32_t t = 0; train != 0u; ++t, train >>= 1) {
-            if (train & 1u) {
-                svt_accumulate_q(acc + t * out_c, row, out_c, bits, 1);
-            }
+    return (uint32_t)__builtin_ctz(x);
+}
+
+/* `count` (1..32) bits of a packed bit array starting at bit `first`, in the low bits.
+ * Reads only the bytes that hold them. */
+static inline uint32_t svt_bits32(const uint8_t *buf, uint32_t first, uint32_t count)
+{
+    const uint8_t *p = buf + (first >> 3);
+    uint32_t shift = first & 7u, bytes = (shift + count + 7u) >> 3;
+    uint32_t word = 0;
+    if (bytes >= 4u) {
+        memcpy(&word, p, 4u); /* one unaligned load where the core allows it */
+        word >>= shift;
+        if (bytes == 5u) {
+            word |= (uint32_t)p[4] << (32u - shift);
         }
     } else {
-        for (uint32_t t = 0; t < T; ++t) {
-            uint32_t count = in[i * T + t];
-            if (count != 0u) {
-                svt_accumulate_q(acc + t * out_c, row, out_c, bits, (int32_t)count);
-            }
+        for (uint32_t b = 0; b < bytes; ++b) {
+            word |= (uint32_t)p[b] << (8u * b);
         }
+        word >>= shift;
+    }
+    return count < 32u ? word & ((1u << count) - 1u) : word;
+}
+
+/* add_column_q.c / add_column_q_dsp.c: acc[j] += columns[c][j] for j < n and c < count
+ * (int8 or int4 weights): the columns of `count` events at one step, in one pass over
+ * the sums. */
+void svt_add_columns_q_ref(int32_t *acc, const uint8_t *const *columns, uint32_t count,
+                           uint32_t n, uint32_t bits);
+void svt_add_columns_q_dsp(int32_t *acc, const uint8_t *const *columns, uint32_t count,
+                           uint32_t n, uint32_t bits);
+#if defined(__ARM_FEATURE_DSP) && !defined(SVT_REFERENCE_KERNELS)
+#define svt_add_columns_q svt_add_columns_q_dsp
+#else
+#define svt_add_columns_q svt_add_columns_q_ref
+#endif
+
+/* Events found but not yet added: per step, up to SVT_EVENT_BATCH weight columns, added
+ * together (one pass over the sums for several columns). */
+#define SVT_EVENT_BATCH 8u
+typedef struct {
+    int32_t *acc;      /* sums, acc[t * out_c + j] */
+    uint32_t out_c, bits, T;
+    uint32_t count[SVT_MAX_TIMESTEPS];
+    const uint8_t *columns[SVT_MAX_TIMESTEPS][SVT_EVENT_BATCH];
+} svt_events_t;
+
+/* events_q.c: zero the sums and start collecting; add every active input among inputs
+ * [first, first + n) of `in` (T steps each): its weight row (rows + (input - first) *
+ * row_bytes, out_c weights) goes into acc[t * out_c + j], once per spike, k times for a
+ * count of k; finish adding what is still collected. */
+void svt_events_begin(svt_events_t *ev, int32_t *acc, uint32_t out_c, uint32_t bits,
+                      uint32_t T);
+void svt_add_events_q(svt_events_t *ev, const uint8_t *rows, uint32_t row_bytes,
+                      const uint8_t *in, svt_format_t in_fmt, uint32_t first, uint32_t n);
+void svt_events_end(svt_events_t *ev);
+
+/* Integer leaky integrate-and-fire neuron, hard reset to 0, decaying input, tau = 2^k:
+ *     h = v + ((x - v) >> k);   spike = h >= threshold;   v = spike ? 0 : h
+ * over current[t * stride], t < T; returns the spike train (bit t: a spike at step t).
+ * Currents and threshold are in the feeding layer's units (svt-deploy quant/integer.py),
+ * which keeps |x|, |v| and the threshold below 2^30, so x - v cannot overflow. The shift
+ * of a negative value is arithmetic (flooring) with GCC and Clang, as PyTorch's >>.
+ * Inline: it runs once per neuron and step, where a call would cost as much as the step. */
+static inline uint32_t svt_lif_train_q(const int32_t *current, uint32_t stride, uint32_t T,
+                                       int32_t threshold, uint32_t decay_shift)
+{
+    int32_t v = 0;
+    uint32_t train = 0, bit = 1;
+    T = SVT_STEPS(T);
+    SVT_UNROLL_STEPS
+    for (uint32_t t = 0; t < T; ++t, bit <<= 1) {
+        int32_t h = v + ((current[t * stride] - v) >> decay_shift);
+        if (h >= threshold) {
+            train |= bit;
+            v = 0;
+        } else {
+            v = h;
+        }
+    }
+    return train;
+}
+
+/* OR `count` (1..32) bits into a packed bit array at bit `first` (it starts zeroed). */
+static inline void svt_bits_or(uint8_t *buf, uint32_t first, uint32_t count, uint32_t bits)
+{
+    uint8_t *p = buf + (first >> 3);
+    uint32_t shift = first & 7u, bytes = (shift + count + 7u) >> 3;
+    uint32_t low = bits << shift, high = shift ? bits >> (32u - shift) : 0u;
+    for (uint32_t b = 0; b < bytes && b < 4u; ++b) {
+        p[b] |= (uint8_t)(low >> (8u * b));
+    }
+    if (bytes == 5u) {
+        p[4] |= (uint8_t)high;
     }
 }
 
-/* lif_q.c */
-uint32_t svt_lif_train_q(const int32_t *current, uint32_t stride, uint32_t T,
-                         int32_t threshold, uint32_t decay_shift);
-
 /* The sums of one pixel/token (acc[t * out_c + c]) become currents
- * acc * 2^frac_bits + bias[c], then spike trains of the LIF. */
+ * acc * 2^frac_bits + bias[c] (bias NULL: none) and go through the LIF (svt_lif_train_q's arithmetic, here
+ * fused: no current array); the trains of consecutive neurons are packed in a register
+ * and ORed into `out` 32 bits at a time. */
 static inline void svt_currents_out_q(const int32_t *acc, const int32_t *bias,
                                       uint32_t frac_bits, uint32_t first, uint32_t out_c,
                                       uint32_t T, const svt_lif_q_t *lif, uint8_t *out)
 {
     const int32_t unit = (int32_t)(1u << frac_bits);
+    const uint32_t decay_shift = lif->decay_shift;
+    T = SVT_STEPS(T);
+    uint32_t pending = 0, filled = 0, at = first * T;
     for (uint32_t co = 0; co < out_c; ++co) {
-        int32_t current[SVT_MAX_TIMESTEPS];
-        for (uint32_t t = 0; t < T; ++t) {
-            current[t] = acc[t * out_c + co] * unit + bias[co];
+        const int32_t *a = acc + co;
+        const int32_t b = bias != NULL ? bias[co] : 0, threshold = lif->threshold[co];
+        int32_t v = 0;
+        uint32_t train = 0, bit = 1;
+        SVT_UNROLL_STEPS
+        for (uint32_t t = 0; t < T; ++t, a += out_c, bit <<= 1) {
+            int32_t h = v + ((*a * unit + b - v) >> decay_shift);
+            if (h >= threshold) {
+                train |= bit;
+                v = 0;
+            } else {
+                v = h;
+            }
         }
-        svt_spikes_or(out, first + co, T,
-                      svt_lif_train_q(current, 1, T, lif->threshold[co], lif->decay_shift));
+        pending |= train << filled;
+        filled += T;
+        if (filled + T > 32u) {
+            svt_bits_or(out, at, filled, pending);
+            at += filled;
+            pending = 0;
+            filled = 0;
+        }
+    }
+    if (filled != 0u) {
+        svt_bits_or(out, at, filled, pending);
     }
 }
 
-/* conv2d_analog_lif_q.c: first layer on uint8 pixels, then LIF */
+/* conv2d_analog_lif_q.c: first layer on uint8 pixels, then LIF (patch: in_c * kernel^2
+ * int32 of scratch) */
 void svt_conv2d_analog_lif_q(const uint8_t *image, const svt_conv2d_q_t *conv, uint32_t T,
-                             const svt_lif_q_t *lif, uint8_t *out_spikes);
+                             const svt_lif_q_t *lif, uint8_t *out_spikes, int32_t *patch);
 
-/* conv2d_pixel_q.c: the sums of one output pixel, acc[t * out_c + c] */
+/* conv2d_pixel_q.c (event-driven) or conv2d_pixel_dense_q.c: the sums of one output
+ * pixel, acc[t * out_c + c] */
 void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
                              const svt_conv2d_q_t *conv, uint32_t oy, uint32_t ox,
                              uint32_t T, int32_t *acc);
@@ -382,6 +512,11 @@ void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
 void svt_conv2d_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
                               const svt_conv2d_q_t *conv, uint32_t T, const svt_lif_q_t *lif,
                               uint8_t *out_spikes, int32_t *acc);
+
+/* linear_sums_q.c (event-driven) or linear_sums_dense_q.c: token n's sums, acc[t * out_c + c] */
+void svt_linear_token_sums_q(const uint8_t *in, svt_format_t in_fmt,
+                             const svt_linear_q_t *linear, uint32_t n, uint32_t T,
+                             int32_t *acc);
 
 /* linear_spiking_lif_q.c: linear over tokens fed by spikes or counts, then LIF */
 void svt_linear_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,

@@ -160,6 +160,8 @@ class Op:
     functions: tuple[str, ...] = ()  # torch function names this op is captured from
     has_weights: bool = False  # a synaptic layer: weights in flash, output channels prunable
     kernels: dict[str, tuple[str, ...]] = {}  # kernel -> its C files
+    # event-driven C file -> its dense twin (same function, dense loops): `--kernels dense`
+    dense_twins: dict[str, str] = {}
     kernel_dir: Path = KERNELS_DIR
     c_declarations: tuple[str, ...] = ()  # prototypes of kernels not in svt_kernels.h
 

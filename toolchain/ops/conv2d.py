@@ -16,8 +16,8 @@ from ..errors import SvtError
 from ..quant.integer import InputQuant
 from .base import WEIGHT_BYTES, CCall, Op, ParamStruct, Step, Work, membrane_bytes
 from .registry import register
-from .synaptic import (fused_lif, input_shape_attrs, integer_currents, quantize_synaptic,
-                       weighted_node, weighted_step)
+from .synaptic import (EVENT_KERNEL_FILES, fused_lif, input_shape_attrs, integer_currents,
+                       quantize_synaptic, weighted_node, weighted_step)
 
 
 class Conv2d(Op):
@@ -29,8 +29,10 @@ class Conv2d(Op):
         "conv2d_spiking_lif": ("conv2d_spiking_lif.c", "conv2d_pixel.c"),
         "conv2d_spiking_maxpool": ("conv2d_spiking_maxpool.c", "conv2d_pixel.c"),
         "conv2d_analog_lif_q": ("conv2d_analog_lif_q.c",),
-        "conv2d_spiking_lif_q": ("conv2d_spiking_lif_q.c", "conv2d_pixel_q.c"),
+        "conv2d_spiking_lif_q": ("conv2d_spiking_lif_q.c", "conv2d_pixel_q.c",
+                                 *EVENT_KERNEL_FILES),
     }
+    dense_twins = {"conv2d_pixel_q.c": "conv2d_pixel_dense_q.c"}
 
     def capture_module(self, b, name, m, x, out):
         src = b.src(x, name)
@@ -102,8 +104,10 @@ class Conv2d(Op):
     def schedule(self, n, s):
         only = s.only_consumer(n)
         if n.inputs[0] == "input":
+            # scratch: the integer kernel's window of pixels (int32), the float one's currents
+            patch = n.attrs["in_channels"] * n.attrs["kernel"] ** 2
             return weighted_step(n, s, "conv2d_analog_lif", fused_lif(n, s),
-                                 0 if n.quant is not None else n.channels * 4)
+                                 4 * (patch if n.quant is not None else n.channels))
         if only is not None and only.op == "maxpool2d":
             return self._pooled_step(n, only, s)
         return weighted_step(n, s, "conv2d_spiking_lif", fused_lif(n, s),
@@ -172,8 +176,9 @@ class Conv2d(Op):
             "frac_bits": c.u(wq.frac_bits), "input_zero_point": str(int(wq.zero_point)),
             "weight": c.weight(step), "bias": c.bias(step)})
         if step.kernel == "conv2d_analog_lif_q":
-            return CCall("svt_conv2d_analog_lif_q", ["image", "&" + conv.symbol, c.T,
-                                                     c.lif(step), c.arena(step.name)], [conv])
+            return CCall("svt_conv2d_analog_lif_q",
+                         ["image", "&" + conv.symbol, c.T, c.lif(step), c.arena(step.name),
+                          c.scratch_i32(step)], [conv])
         src = step.inputs[0]
         return CCall("svt_conv2d_spiking_lif_q",
                      [c.arena(src), c.fmt(src), "&" + conv.symbol, c.T, c.lif(step),

@@ -10,8 +10,8 @@ import torch.nn as nn
 from ..errors import SvtError
 from .base import CCall, Op, ParamStruct
 from .registry import register
-from .synaptic import (column_work, fused_lif, integer_currents, quantize_synaptic,
-                       weighted_node, weighted_step)
+from .synaptic import (EVENT_KERNEL_FILES, column_work, fused_lif, integer_currents,
+                       quantize_synaptic, weighted_node, weighted_step)
 
 
 def dense_lowering(x, n, tfc):
@@ -27,7 +27,9 @@ class Linear(Op):
     modules = (nn.Linear, nn.Conv1d)
     has_weights = True
     kernels = {"linear_spiking_lif": ("linear_spiking_lif.c",),
-               "linear_spiking_lif_q": ("linear_spiking_lif_q.c",)}
+               "linear_spiking_lif_q": ("linear_spiking_lif_q.c", "linear_sums_q.c",
+                                        *EVENT_KERNEL_FILES)}
+    dense_twins = {"linear_sums_q.c": "linear_sums_dense_q.c"}
 
     def capture_module(self, b, name, m, x, out):
         src = b.src(x, name)

@@ -14,6 +14,11 @@ from .base import (WEIGHT_BYTES, Schedule, Step, Work, events, lif_attrs, membra
                    spike_bytes)
 
 
+# The event-driven accumulation the spike-fed integer kernels share (svt_add_events_q and
+# the column add, reference and Cortex-M4/M7 variants: svt_kernels.h picks one per build).
+EVENT_KERNEL_FILES = ("events_q.c", "add_column_q.c", "add_column_q_dsp.c")
+
+
 def weighted_node(b, name: str, op: str, m, src: Node, out, h: int, w: int,
                   attrs: dict) -> Node:
     """A node holding the torch layer's weights in float64 (BatchNorm folds in next; the

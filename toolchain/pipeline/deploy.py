@@ -24,6 +24,7 @@ from ..manifest import read_manifest
 from ..prune import PruneOptions
 from ..runtime import current
 from ..serial_link import open_port
+from ..resources import templates_digest
 from ..stages import StageCache, stage_key
 from ..tools import require_cross_toolchain, require_tool
 from .common import Log, from_record, stderr_log, to_record
@@ -50,6 +51,7 @@ class DeployOptions:
     host_samples: int = 10000
     device: DeviceTarget = field(default_factory=DeviceTarget)
     no_device: bool = False  # skip the on-device check
+    kernels: str = "event"  # or "dense": the spike-fed layers as plain dense loops
     quiet: bool = False
     command: str = ""  # the command line, recorded in the report
 
@@ -138,8 +140,9 @@ def deploy(options: DeployOptions) -> DeployResult:
     project = out / PROJECT
 
     project_hash = stages.run(
-        "generate", stage_key("generate", pruned_record.digest, board.name), GenerateResult,
-        lambda: generate_stage(pruned, ds.input_shape, board, project, log),
+        "generate", stage_key("generate", pruned_record.digest, board.name, options.kernels,
+                              templates_digest()), GenerateResult,
+        lambda: generate_stage(pruned, ds.input_shape, board, project, log, options.kernels),
         valid=lambda r: project_valid(project)).project_hash
     host = stages.run(
         "host_emulation", stage_key("host", project_hash, data_fp, options.host_samples),

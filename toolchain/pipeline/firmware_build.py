@@ -29,13 +29,13 @@ class FirmwareProject:
     builds: list[FirmwareBuild]
 
 
-def build_project(board: Board, inputs: ModelInputs, out: Path, qemu: bool
-                  ) -> FirmwareProject:
+def build_project(board: Board, inputs: ModelInputs, out: Path, qemu: bool,
+                  kernels: str = "event") -> FirmwareProject:
     """Generate the model's project for ``board`` in ``out`` and build the board's image
     (and, with ``qemu``, the emulator's). The toolchain is checked before the model loads."""
     require_cross_toolchain()
     loaded, _ = load_inputs(inputs, need_data=inputs.data is not None)
-    _, _, gen = generate_project(loaded, loaded.input_shape, board, out)
+    _, _, gen = generate_project(loaded, loaded.input_shape, board, out, kernels)
     builds = [build_firmware(out, board, emulated=False)]
     if qemu:
         builds.append(build_firmware(out, board, emulated=True))

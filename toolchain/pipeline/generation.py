@@ -31,20 +31,21 @@ def _shape(loaded: LoadedModel, input_shape) -> tuple[int, int, int]:
     return tuple(shape)
 
 
-def generate_sources(loaded: LoadedModel, input_shape, out_dir: str | Path
-                     ) -> tuple[IR, MemoryPlan, Generated]:
+def generate_sources(loaded: LoadedModel, input_shape, out_dir: str | Path,
+                     kernels: str = "event") -> tuple[IR, MemoryPlan, Generated]:
     """The model's C for the host build in ``out_dir``: (ir, plan, Generated)."""
     ir = deployed_ir(loaded, _shape(loaded, input_shape))
     plan = plan_memory(ir)
-    return ir, plan, generate(ir, plan, out_dir, source=str(loaded.weights))
+    return ir, plan, generate(ir, plan, out_dir, source=str(loaded.weights), kernels=kernels)
 
 
-def generate_project(loaded: LoadedModel, input_shape, board: Board, out_dir: str | Path
-                     ) -> tuple[IR, MemoryPlan, Generated]:
+def generate_project(loaded: LoadedModel, input_shape, board: Board, out_dir: str | Path,
+                     kernels: str = "event") -> tuple[IR, MemoryPlan, Generated]:
     """The model's C plus firmware/ for ``board`` in ``out_dir``: (ir, plan, Generated)."""
     ir = deployed_ir(loaded, _shape(loaded, input_shape))
     plan = plan_memory(ir)
-    return ir, plan, generate_firmware(ir, plan, board, out_dir, source=str(loaded.weights))
+    return ir, plan, generate_firmware(ir, plan, board, out_dir, source=str(loaded.weights),
+                                       kernels=kernels)
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class CheckedSources:
     fit: Fit
 
 
-def generate_checked(loaded: LoadedModel, board: Board, out_dir: str | Path) -> CheckedSources:
-    _, plan, gen = generate_sources(loaded, None, out_dir)
+def generate_checked(loaded: LoadedModel, board: Board, out_dir: str | Path,
+                     kernels: str = "event") -> CheckedSources:
+    _, plan, gen = generate_sources(loaded, None, out_dir, kernels)
     return CheckedSources(gen, check_fit(plan, board))
 
 
@@ -79,9 +81,9 @@ class GenerateResult:
 
 
 def generate_stage(pruned: LoadedModel, input_shape, board: Board, project: Path,
-                   log: Log) -> GenerateResult:
-    log(f"generating C into {project}")
-    generate_project(pruned, input_shape, board, project)
+                   log: Log, kernels: str = "event") -> GenerateResult:
+    log(f"generating C into {project}" + (" (dense kernels)" if kernels == "dense" else ""))
+    generate_project(pruned, input_shape, board, project, kernels)
     return GenerateResult(project_digest(project))
 
 

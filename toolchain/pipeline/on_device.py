@@ -111,7 +111,7 @@ class QemuRun:
 
 
 def run_qemu(board: Board, inputs: ModelInputs, out: Path, samples: int, corrupt: float,
-             quiet: bool, log: Log) -> QemuRun:
+             quiet: bool, log: Log, kernels: str = "event") -> QemuRun:
     """Generate ``inputs``' model for ``board``, build its QEMU image and check it there,
     with ``corrupt`` of the line's bytes damaged."""
     if board.emulator is None:
@@ -120,7 +120,7 @@ def run_qemu(board: Board, inputs: ModelInputs, out: Path, samples: int, corrupt
     require_cross_toolchain()
     require_tool("qemu-system-arm")
     loaded, ds = load_inputs(inputs)
-    generate_project(loaded, ds.input_shape, board, out)
+    generate_project(loaded, ds.input_shape, board, out, kernels)
     build = build_firmware(out, board, emulated=True)
     proxy = FaultyProxy(corrupt, corrupt, seed=0) if corrupt else None
     # a damaged line needs more resends: at RATE, a frame of n bytes survives (1-RATE)^n
