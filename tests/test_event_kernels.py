@@ -1,7 +1,8 @@
 """The event-driven spike-fed integer kernels (events_q.c, conv2d_pixel_q.c,
 linear_sums_q.c) and their dense twins (`--kernels dense`) against a NumPy reference, on
-empty, full and sparse spike trains and on counts; and the Cortex-M4/M7 column add
-(add_column_q_dsp.c) against the portable one, on the emulated cores."""
+empty, full and sparse spike trains and on counts, with the host's SSE2 lane add and the
+portable one; and the Cortex-M4/M7 column adds (add_column_q_dsp.c, add_lanes_q_dsp.c)
+against the portable ones, on the emulated cores."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ TESTS_DIR = Path(__file__).resolve().parent
 KERNELS = TESTS_DIR.parent / "firmware_templates" / "kernels"
 HARNESS = TESTS_DIR / "kernels" / "event_kernels_harness.c"
 FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wshadow", "-Werror"]
-SHARED = ["events_q.c", "add_column_q.c", "add_column_q_dsp.c"]
-VARIANTS = {"event": ["conv2d_pixel_q.c", "linear_sums_q.c"],
-            "dense": ["conv2d_pixel_dense_q.c", "linear_sums_dense_q.c"]}
+SHARED = ["events_q.c", "add_lanes_q.c", "add_lanes_q_sse.c", "add_column_q.c",
+          "add_column_q_dsp.c"]
+EVENT = ["conv2d_pixel_q.c", "linear_sums_q.c"]
+# the host's SSE2 lane add, the portable one it is checked against, the dense twins
+VARIANTS = {"event": (EVENT, []), "event-reference": (EVENT, ["-DSVT_REFERENCE_KERNELS"]),
+            "dense": (["conv2d_pixel_dense_q.c", "linear_sums_dense_q.c"], [])}
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +33,9 @@ def harnesses(tmp_path_factory) -> dict[str, Path]:
     read past an input's last byte fails the run)."""
     out = tmp_path_factory.mktemp("event_harness")
     built = {}
-    for style, files in VARIANTS.items():
+    for style, (files, defines) in VARIANTS.items():
         exe = out / style
-        subprocess.run(["gcc", *FLAGS, "-fsanitize=address,undefined",
+        subprocess.run(["gcc", *FLAGS, *defines, "-fsanitize=address,undefined",
                         "-fno-sanitize-recover=all", "-I", str(KERNELS), "-o", str(exe),
                         str(HARNESS), *(str(KERNELS / f) for f in SHARED + files)],
                        check=True, capture_output=True)
@@ -82,6 +86,9 @@ CASES = [  # density, format, bits, T, in_c, out_c
     (0.0, "counts", 8, 4, 6, 10),
     (0.25, "counts", 8, 4, 6, 10),
     (1.0, "counts", 4, 2, 3, 7),
+    (1.0, "spikes", 8, 4, 32, 9),    # 288 events a step: the lanes widen to int32
+    (0.6, "counts", 8, 2, 40, 20),   # some steps outgrow the lanes, some do not
+    (0.5, "spikes", 8, 4, 4, 3),     # out_c < 4: int32 sums throughout
 ]
 
 
@@ -146,8 +153,8 @@ def _build_check(board_name: str, out: Path) -> Path:
         cpu.append(f"-mfpu={board.fpu}")
     cc = ["arm-none-eabi-gcc", *cpu, *ARM_FLAGS, "-I", str(fw), "-I", str(KERNELS),
           "-include", "svt_sections.h"]
-    sources = [CHECK, *(KERNELS / f for f in ("events_q.c", "add_column_q.c",
-                                              "add_column_q_dsp.c")),
+    sources = [CHECK, *(KERNELS / f for f in ("events_q.c", "add_lanes_q.c", "add_lanes_q_dsp.c",
+                                              "add_column_q.c", "add_column_q_dsp.c")),
                *(fw / f for f in ("startup.c", "counter.c", "semihosting.c", "syscalls.c",
                                   "uart_ring.c", emu.uart_source))]
     objects = []
@@ -158,7 +165,8 @@ def _build_check(board_name: str, out: Path) -> Path:
     objects.append(out / "events_reference.o")  # the event path with the portable add
     subprocess.run([*cc, "-DSVT_REFERENCE_KERNELS",
                     *(f"-D{f}={f}_reference" for f in ("svt_events_begin", "svt_add_events_q",
-                                                       "svt_events_end")), "-c",
+                                                       "svt_events_end", "svt_sums_widen")),
+                    "-c",
                     str(KERNELS / "events_q.c"), "-o", str(objects[-1])],
                    check=True, capture_output=True, cwd=fw)
     elf = out / "check.elf"
@@ -167,7 +175,7 @@ def _build_check(board_name: str, out: Path) -> Path:
                     *map(str, objects)], check=True, capture_output=True, cwd=fw)
     disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], check=True,
                                  capture_output=True, text=True).stdout
-    assert "sxtab" in disassembly  # the DSP variant is what got built
+    assert "sxtab16" in disassembly and "sxtab\t" in disassembly  # the DSP variants got built
     return elf
 
 

@@ -71,7 +71,7 @@ def test_per_channel_quantization_error_is_half_a_step():
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory) -> Path:
-    """The integer kernels (svt_lif_train_q, ssa_lif_q.c, ssa_counts.c) behind a stdin/stdout
+    """The integer kernels (svt_neuron_train_q, ssa_lif_q.c, ssa_counts.c) behind a stdin/stdout
     harness, built with the generated code's warnings as errors."""
     out = tmp_path_factory.mktemp("harness") / "integer_kernels"
     sources = [HARNESS] + [KERNELS / f for f in ("ssa_lif_q.c", "ssa_counts.c")]

@@ -35,7 +35,7 @@ C_FORMAT = {"spikes": "SVT_SPIKES", "count": "SVT_COUNTS", "membrane": "SVT_MEMB
 MAX_TIMESTEPS = 8
 VALUES_PER_LINE = 8
 COMMON_KERNEL_FILES = ("lif.c",)  # svt_lif_train: every LIF-fused kernel calls it
-INTEGER_KERNEL_FILES: tuple[str, ...] = ()  # svt_lif_train_q is inline (svt_kernels.h)
+INTEGER_KERNEL_FILES: tuple[str, ...] = ()  # svt_neuron_train_q is inline (svt_kernels.h)
 
 
 @dataclass
@@ -284,9 +284,7 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     for name, path in sources.items():
         files[name] = path.read_bytes()
     files["svt_kernels.h"] = (KERNELS_DIR / "svt_kernels.h").read_bytes()
-    files["svt_config.h"] = (f"/* {ctx['banner']} */\n/* The model's timesteps, fixed for the "
-                             "kernels (svt_kernels.h: SVT_STEPS). */\n"
-                             f"#define SVT_FIXED_TIMESTEPS {ir.timesteps}u\n").encode()
+    files["svt_config.h"] = svt_config(ir, ctx["banner"]).encode()
     files["host_main.c"] = (TEMPLATES / "host" / "host_main.c").read_bytes()
     files["Makefile"] = env.get_template("model/Makefile.j2").render(
         kernels=list(sources), **ctx).encode()
@@ -301,6 +299,19 @@ def generate(ir: IR, plan: MemoryPlan, out_dir: str | Path, source: str,
     write_tree(files, Path(out_dir))
     return Generated(Path(out_dir), sorted(files), plan.weight_bytes, plan.arena_bytes,
                      ctx["model_hash"])
+
+
+def svt_config(ir: IR, banner: str) -> str:
+    """svt_config.h: what the kernels may take as compile-time constants for this model
+    (svt_kernels.h: SVT_STEPS, SVT_DECAY_SHIFT): its timesteps, and the integer LIF's
+    decay shift when every LIF has the same one."""
+    lines = [f"/* {banner} */", "/* Constants of this model for the kernels (svt_kernels.h). */",
+             f"#define SVT_FIXED_TIMESTEPS {ir.timesteps}u"]
+    shifts = {n.quant.decay_shift for n in ir.nodes
+              if n.op == "lif" and n.quant is not None}
+    if len(shifts) == 1:
+        lines.append(f"#define SVT_FIXED_DECAY_SHIFT {shifts.pop()}u")
+    return "\n".join(lines) + "\n"
 
 
 def plan_summary(plan: MemoryPlan) -> dict:

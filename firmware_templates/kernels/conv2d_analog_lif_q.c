@@ -31,11 +31,12 @@ static void gather_patch(const uint8_t *image, const svt_conv2d_q_t *conv, uint3
     }
 }
 
-static int32_t dot(const uint8_t *row, const int32_t *patch, uint32_t n, uint32_t bits)
+static inline int32_t dot(const uint8_t *row, const int32_t *patch, uint32_t n, uint32_t bits)
 {
     int32_t acc = 0;
     if (bits == 8u) {
         const int8_t *w = (const int8_t *)(const void *)row;
+        SVT_UNROLL_STEPS /* a 3x3 window of one channel is 9 products: no loop left */
         for (uint32_t j = 0; j < n; ++j) {
             acc += (int32_t)w[j] * patch[j];
         }
@@ -54,18 +55,23 @@ void svt_conv2d_analog_lif_q(const uint8_t *image, const svt_conv2d_q_t *conv, u
     const uint32_t row_len = conv->in_c * conv->kernel * conv->kernel;
     const uint32_t row_bytes = svt_row_bytes(row_len, conv->bits);
     const int32_t unit = (int32_t)(1u << conv->frac_bits);
+    const int32_t *bias = conv->bias, *threshold = lif->threshold;
+    const uint8_t *weight = conv->weight;
+    const uint32_t bits = conv->bits, decay_shift = lif->decay_shift;
+    T = SVT_STEPS(T);
     memset(out_spikes, 0, (out_h * out_w * out_c * T + 7u) / 8u);
     for (uint32_t oy = 0; oy < out_h; ++oy) {
         for (uint32_t ox = 0; ox < out_w; ++ox) {
-            uint32_t first = (oy * out_w + ox) * out_c;
+            svt_train_packer_t trains = {out_spikes, (oy * out_w + ox) * out_c * T, 0, 0};
             gather_patch(image, conv, oy, ox, patch);
             for (uint32_t co = 0; co < out_c; ++co) {
-                int32_t current = dot(conv->weight + co * row_bytes, patch, row_len, conv->bits)
-                                  * unit + conv->bias[co];
-                svt_spikes_or(out_spikes, first + co, T,
-                              svt_lif_train_q(&current, 0, T, lif->threshold[co],
-                                              lif->decay_shift));
+                int32_t current = dot(weight + co * row_bytes, patch, row_len, bits) * unit
+                                  + bias[co];
+                svt_pack_trains(&trains, svt_neuron_train_q(&current, 1, 0, 1, 0, threshold[co],
+                                                            decay_shift, T),
+                                T);
             }
+            svt_pack_flush(&trains);
         }
     }
 }

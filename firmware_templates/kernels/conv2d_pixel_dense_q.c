@@ -10,10 +10,11 @@
 
 void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
                              const svt_conv2d_q_t *conv, uint32_t oy, uint32_t ox,
-                             uint32_t T, int32_t *acc)
+                             uint32_t T, int32_t *acc, svt_sums_t *sums)
 {
     const uint32_t in_c = conv->in_c, out_c = conv->out_c, k = conv->kernel;
     const uint32_t row = svt_row_bytes(out_c, conv->bits);
+    *sums = (svt_sums_t){acc, out_c, out_c, 1};
     memset(acc, 0, (size_t)T * out_c * sizeof(int32_t));
     for (uint32_t ky = 0; ky < k; ++ky) {
         int32_t iy = (int32_t)(oy * conv->stride + ky) - (int32_t)conv->pad;

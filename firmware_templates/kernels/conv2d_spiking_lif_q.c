@@ -1,7 +1,7 @@
 /*
  * Integer conv2d fed by spikes (or counts), then LIF, one output pixel at a time (its
  * sums from conv2d_pixel_q.c). conv->weight: HWIO columns, one row per (ky, kx, in).
- * acc: T * out_c int32.
+ * acc: T * out_c int32 of storage for the sums (int16 lanes or int32, svt_sums_t).
  */
 #include <string.h>
 
@@ -15,9 +15,10 @@ void svt_conv2d_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
     memset(out_spikes, 0, (out_h * out_w * out_c * T + 7u) / 8u);
     for (uint32_t oy = 0; oy < out_h; ++oy) {
         for (uint32_t ox = 0; ox < out_w; ++ox) {
-            svt_conv2d_pixel_sums_q(in, in_fmt, conv, oy, ox, T, acc);
-            svt_currents_out_q(acc, conv->bias, conv->frac_bits, (oy * out_w + ox) * out_c,
-                               out_c, T, lif, out_spikes);
+            svt_sums_t sums;
+            svt_conv2d_pixel_sums_q(in, in_fmt, conv, oy, ox, T, acc, &sums);
+            svt_sums_out_q(&sums, conv->bias, conv->frac_bits, (oy * out_w + ox) * out_c, T,
+                           lif, out_spikes);
         }
     }
 }

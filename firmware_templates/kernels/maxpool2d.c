@@ -8,6 +8,17 @@
 
 #include "svt_kernels.h"
 
+/* 32 bits of a pixel's trains: one word load when they start on a byte */
+static inline uint32_t pixel_bits(const uint8_t *in, uint32_t first, uint32_t count)
+{
+    if ((first & 7u) == 0u && count == 32u) {
+        uint32_t word;
+        memcpy(&word, in + first / 8u, 4u);
+        return word;
+    }
+    return svt_bits32(in, first, count);
+}
+
 void svt_maxpool2d(const uint8_t *in, const svt_pool_t *pool, uint32_t T, uint8_t *out)
 {
     const uint32_t in_h = pool->in_h, in_w = pool->in_w, bits = pool->channels * T;
@@ -15,21 +26,22 @@ void svt_maxpool2d(const uint8_t *in, const svt_pool_t *pool, uint32_t T, uint8_
     const uint32_t out_h = pool->out_h, out_w = pool->out_w;
     memset(out, 0, (out_h * out_w * bits + 7u) / 8u);
     for (uint32_t oy = 0; oy < out_h; ++oy) {
+        /* the window's rows and columns inside the input, once per output row/pixel */
+        int32_t iy0 = (int32_t)(oy * stride) - (int32_t)pad;
+        uint32_t y0 = iy0 < 0 ? 0u : (uint32_t)iy0;
+        uint32_t y1 = (uint32_t)(iy0 + (int32_t)kernel) < in_h ? (uint32_t)(iy0 + (int32_t)kernel)
+                                                               : in_h;
         for (uint32_t ox = 0; ox < out_w; ++ox) {
+            int32_t ix0 = (int32_t)(ox * stride) - (int32_t)pad;
+            uint32_t x0 = ix0 < 0 ? 0u : (uint32_t)ix0;
+            uint32_t x1 = (uint32_t)(ix0 + (int32_t)kernel) < in_w
+                              ? (uint32_t)(ix0 + (int32_t)kernel)
+                              : in_w;
             for (uint32_t base = 0; base < bits; base += 32u) {
                 uint32_t count = bits - base < 32u ? bits - base : 32u, word = 0;
-                for (uint32_t ky = 0; ky < kernel; ++ky) {
-                    int32_t iy = (int32_t)(oy * stride + ky) - (int32_t)pad;
-                    if (iy < 0 || iy >= (int32_t)in_h) {
-                        continue;
-                    }
-                    for (uint32_t kx = 0; kx < kernel; ++kx) {
-                        int32_t ix = (int32_t)(ox * stride + kx) - (int32_t)pad;
-                        if (ix < 0 || ix >= (int32_t)in_w) {
-                            continue;
-                        }
-                        uint32_t pixel = (uint32_t)iy * in_w + (uint32_t)ix;
-                        word |= svt_bits32(in, pixel * bits + base, count);
+                for (uint32_t iy = y0; iy < y1; ++iy) {
+                    for (uint32_t ix = x0; ix < x1; ++ix) {
+                        word |= pixel_bits(in, (iy * in_w + ix) * bits + base, count);
                     }
                 }
                 if (word != 0u) {

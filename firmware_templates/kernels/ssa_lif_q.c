@@ -14,7 +14,9 @@ void svt_ssa_lif_q(const uint8_t *q, const uint8_t *k, const uint8_t *v,
 {
     const uint32_t tokens = ssa->tokens, head_dim = ssa->head_dim;
     const uint32_t C = ssa->heads * head_dim;
-    svt_ssa_build_kv(k, v, tokens, C, head_dim, ssa->kv_bytes, T, kv_scratch);
+    /* the token counts' scratch holds v's masks until kv is built */
+    svt_ssa_build_kv(k, v, tokens, C, head_dim, ssa->kv_bytes, T, kv_scratch,
+                     (uint32_t *)(void *)acc_scratch);
     memset(out_spikes, 0, (tokens * C * T + 7u) / 8u);
     for (uint32_t n = 0; n < tokens; ++n) {
         svt_ssa_token_counts(q, n, C, head_dim, ssa->kv_bytes, T, kv_scratch, acc_scratch);

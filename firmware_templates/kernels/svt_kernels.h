@@ -37,6 +37,20 @@
 #else
 #define SVT_STEPS(T) (T)
 #endif
+/* Likewise the integer LIF's decay shift when every LIF of the model has the same one: a
+ * constant shift folds into the add (ADD h, v, d, ASR #k). */
+#ifdef SVT_FIXED_DECAY_SHIFT
+#define SVT_DECAY_SHIFT(k) ((void)(k), (uint32_t)SVT_FIXED_DECAY_SHIFT)
+#else
+#define SVT_DECAY_SHIFT(k) (k)
+#endif
+/* Hides a value from the optimizer: x * 2^f + b then compiles to one MLA, where GCC,
+ * seeing the power of two, would shift and add. */
+#if defined(__GNUC__) && defined(__arm__)
+#define SVT_OPAQUE(x) __asm__("" : "+r"(x))
+#else
+#define SVT_OPAQUE(x) ((void)0)
+#endif
 /* Unrolls the loop it precedes (GCC; -O2 alone keeps a 4-step loop rolled). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define SVT_UNROLL_STEPS _Pragma("GCC unroll 8")
@@ -396,42 +410,124 @@ void svt_add_columns_q_dsp(int32_t *acc, const uint8_t *const *columns, uint32_t
 #define svt_add_columns_q svt_add_columns_q_ref
 #endif
 
+/* The sums of one pixel/token of a spike-fed integer layer, all T steps. They start in
+ * int16 lanes, two to a word, in the order the DSP extension's SXTAB16 adds four int8
+ * weights: outputs 4g and 4g+2 share a word, 4g+1 and 4g+3 the next, so output j is lane
+ * svt_lane(j) of its step (lane_c lanes a step, out_c rounded up to 4). A lane is exact
+ * while at most SVT_LANE_EVENTS weights (|w| <= 128) were added to it; a step about to
+ * pass that widens the pixel's sums to int32, in place (the lanes use the first half of
+ * the int32 storage), and the adds go on there. int4 weights and the dense twins use the
+ * int32 sums throughout. Half the bytes per sum is half the loads and stores, and two
+ * lanes per SXTAB16 half the adds. */
+#define SVT_LANE_EVENTS 255u
+typedef struct {
+    int32_t *acc;    /* storage for T * out_c int32 sums, acc[t * out_c + j] */
+    uint32_t out_c;
+    uint32_t lane_c; /* lanes per step */
+    uint32_t wide;   /* 0: the sums are in lanes ((int16_t *)acc), 1: in acc */
+} svt_sums_t;
+
+static inline uint32_t svt_lane(uint32_t j)
+{
+    return (j & ~3u) | ((j & 1u) << 1) | ((j >> 1) & 1u);
+}
+
+static inline int16_t *svt_sums_lanes(const svt_sums_t *sums)
+{
+    return (int16_t *)(void *)sums->acc;
+}
+
+/* Output j's sum at step t, wherever it is (tests and slow paths). */
+static inline int32_t svt_sums_get(const svt_sums_t *sums, uint32_t t, uint32_t j)
+{
+    return sums->wide ? sums->acc[t * sums->out_c + j]
+                      : svt_sums_lanes(sums)[t * sums->lane_c + svt_lane(j)];
+}
+
+/* add_lanes_q.c / add_lanes_q_dsp.c / add_lanes_q_sse.c: lanes[svt_lane(j)] +=
+ * columns[c][j] for j < n and c < count (int8 weights; lanes of outputs >= n may change).
+ * The DSP variant adds two lanes per SXTAB16; the SSE2 one eight per PADDW. */
+void svt_add_lanes_q_ref(int16_t *lanes, const uint8_t *const *columns, uint32_t count,
+                         uint32_t n);
+void svt_add_lanes_q_dsp(int16_t *lanes, const uint8_t *const *columns, uint32_t count,
+                         uint32_t n);
+void svt_add_lanes_q_sse(int16_t *lanes, const uint8_t *const *columns, uint32_t count,
+                         uint32_t n);
+#if defined(__ARM_FEATURE_DSP) && !defined(SVT_REFERENCE_KERNELS)
+#define svt_add_lanes_q svt_add_lanes_q_dsp
+#elif defined(__SSE2__) && !defined(SVT_REFERENCE_KERNELS)
+#define svt_add_lanes_q svt_add_lanes_q_sse
+#else
+#define svt_add_lanes_q svt_add_lanes_q_ref
+#endif
+
 /* Events found but not yet added: per step, up to SVT_EVENT_BATCH weight columns, added
  * together (one pass over the sums for several columns). */
 #define SVT_EVENT_BATCH 8u
 typedef struct {
-    int32_t *acc;      /* sums, acc[t * out_c + j] */
-    uint32_t out_c, bits, T;
+    svt_sums_t *sums;
+    uint32_t bits, T;
+    uint32_t added[SVT_MAX_TIMESTEPS]; /* events in each step's lanes */
     uint32_t count[SVT_MAX_TIMESTEPS];
     const uint8_t *columns[SVT_MAX_TIMESTEPS][SVT_EVENT_BATCH];
 } svt_events_t;
 
-/* events_q.c: zero the sums and start collecting; add every active input among inputs
- * [first, first + n) of `in` (T steps each): its weight row (rows + (input - first) *
- * row_bytes, out_c weights) goes into acc[t * out_c + j], once per spike, k times for a
- * count of k; finish adding what is still collected. */
-void svt_events_begin(svt_events_t *ev, int32_t *acc, uint32_t out_c, uint32_t bits,
-                      uint32_t T);
+/* events_q.c: zero the sums (int16 lanes for int8 weights and out_c >= 4, where the lanes
+ * fit in the first half of the int32 storage) and start collecting; add every active input
+ * among inputs [first, first + n) of `in` (T steps each): its weight row (rows + (input -
+ * first) * row_bytes, out_c weights) goes into step t's sums, once per spike, k times for
+ * a count of k; finish adding what is still collected. */
+void svt_events_begin(svt_events_t *ev, svt_sums_t *sums, int32_t *storage, uint32_t out_c,
+                      uint32_t bits, uint32_t T);
 void svt_add_events_q(svt_events_t *ev, const uint8_t *rows, uint32_t row_bytes,
                       const uint8_t *in, svt_format_t in_fmt, uint32_t first, uint32_t n);
 void svt_events_end(svt_events_t *ev);
+/* events_q.c: move lane sums to int32 (in place, from the last sum back) */
+void svt_sums_widen(svt_sums_t *sums, uint32_t T);
+
+/* OR `count` (1..32) bits into a packed bit array at bit `first` (it starts zeroed). */
+static inline void svt_bits_or(uint8_t *buf, uint32_t first, uint32_t count, uint32_t bits)
+{
+    uint8_t *p = buf + (first >> 3);
+    uint32_t shift = first & 7u, bytes = (shift + count + 7u) >> 3;
+    if (bytes == 4u && shift == 0u) { /* a whole word of its own: one store */
+        uint32_t word;
+        memcpy(&word, p, 4u);
+        word |= bits;
+        memcpy(p, &word, 4u);
+        return;
+    }
+    uint32_t low = bits << shift, high = shift ? bits >> (32u - shift) : 0u;
+    for (uint32_t b = 0; b < bytes && b < 4u; ++b) {
+        p[b] |= (uint8_t)(low >> (8u * b));
+    }
+    if (bytes == 5u) {
+        p[4] |= (uint8_t)high;
+    }
+}
 
 /* Integer leaky integrate-and-fire neuron, hard reset to 0, decaying input, tau = 2^k:
  *     h = v + ((x - v) >> k);   spike = h >= threshold;   v = spike ? 0 : h
- * over current[t * stride], t < T; returns the spike train (bit t: a spike at step t).
+ * over x = sums[t * stride] * unit + bias, t < T, the sums int32 (wide) or int16 lanes
+ * (unit = 2^frac_bits); returns the spike train (bit t: a spike at step t). Called with a
+ * constant `wide`, it compiles to one load per step of the right width.
  * Currents and threshold are in the feeding layer's units (svt-deploy quant/integer.py),
  * which keeps |x|, |v| and the threshold below 2^30, so x - v cannot overflow. The shift
  * of a negative value is arithmetic (flooring) with GCC and Clang, as PyTorch's >>.
  * Inline: it runs once per neuron and step, where a call would cost as much as the step. */
-static inline uint32_t svt_lif_train_q(const int32_t *current, uint32_t stride, uint32_t T,
-                                       int32_t threshold, uint32_t decay_shift)
+static inline uint32_t svt_neuron_train_q(const void *sums, uint32_t wide, uint32_t stride,
+                                          int32_t unit, int32_t bias, int32_t threshold,
+                                          uint32_t decay_shift, uint32_t T)
 {
     int32_t v = 0;
     uint32_t train = 0, bit = 1;
     T = SVT_STEPS(T);
+    decay_shift = SVT_DECAY_SHIFT(decay_shift);
     SVT_UNROLL_STEPS
     for (uint32_t t = 0; t < T; ++t, bit <<= 1) {
-        int32_t h = v + ((current[t * stride] - v) >> decay_shift);
+        int32_t x = wide ? ((const int32_t *)sums)[t * stride]
+                         : (int32_t)((const int16_t *)sums)[t * stride];
+        int32_t h = v + ((x * unit + bias - v) >> decay_shift);
         if (h >= threshold) {
             train |= bit;
             v = 0;
@@ -442,58 +538,97 @@ static inline uint32_t svt_lif_train_q(const int32_t *current, uint32_t stride, 
     return train;
 }
 
-/* OR `count` (1..32) bits into a packed bit array at bit `first` (it starts zeroed). */
-static inline void svt_bits_or(uint8_t *buf, uint32_t first, uint32_t count, uint32_t bits)
+/* Packs the trains of consecutive neurons in a register, ORed into `out` 32 bits at a
+ * time: `pending` holds `filled` bits not yet written, from bit `at` of `out`. */
+typedef struct {
+    uint8_t *out;
+    uint32_t at, pending, filled;
+} svt_train_packer_t;
+
+static inline void svt_pack_trains(svt_train_packer_t *p, uint32_t trains, uint32_t bits)
 {
-    uint8_t *p = buf + (first >> 3);
-    uint32_t shift = first & 7u, bytes = (shift + count + 7u) >> 3;
-    uint32_t low = bits << shift, high = shift ? bits >> (32u - shift) : 0u;
-    for (uint32_t b = 0; b < bytes && b < 4u; ++b) {
-        p[b] |= (uint8_t)(low >> (8u * b));
+    if (p->filled + bits > 32u) {
+        svt_bits_or(p->out, p->at, p->filled, p->pending);
+        p->at += p->filled;
+        p->pending = 0;
+        p->filled = 0;
     }
-    if (bytes == 5u) {
-        p[4] |= (uint8_t)high;
+    p->pending |= trains << p->filled;
+    p->filled += bits;
+}
+
+static inline void svt_pack_flush(svt_train_packer_t *p)
+{
+    if (p->filled != 0u) {
+        svt_bits_or(p->out, p->at, p->filled, p->pending);
     }
 }
 
-/* The sums of one pixel/token (acc[t * out_c + c]) become currents
- * acc * 2^frac_bits + bias[c] (bias NULL: none) and go through the LIF (svt_lif_train_q's arithmetic, here
- * fused: no current array); the trains of consecutive neurons are packed in a register
- * and ORed into `out` 32 bits at a time. */
+/* The int32 sums of one pixel/token (acc[t * out_c + c]) become currents
+ * acc * 2^frac_bits + bias[c] (bias NULL: none), go through the LIF and are packed into
+ * `out` from neuron `first`. */
 static inline void svt_currents_out_q(const int32_t *acc, const int32_t *bias,
                                       uint32_t frac_bits, uint32_t first, uint32_t out_c,
                                       uint32_t T, const svt_lif_q_t *lif, uint8_t *out)
 {
-    const int32_t unit = (int32_t)(1u << frac_bits);
-    const uint32_t decay_shift = lif->decay_shift;
+    int32_t unit = (int32_t)(1u << frac_bits);
+    SVT_OPAQUE(unit);
+    const uint32_t shift = lif->decay_shift; /* locals: the byte stores could alias *lif */
+    const int32_t *th = lif->threshold;
     T = SVT_STEPS(T);
-    uint32_t pending = 0, filled = 0, at = first * T;
+    svt_train_packer_t p = {out, first * T, 0, 0};
     for (uint32_t co = 0; co < out_c; ++co) {
-        const int32_t *a = acc + co;
-        const int32_t b = bias != NULL ? bias[co] : 0, threshold = lif->threshold[co];
-        int32_t v = 0;
-        uint32_t train = 0, bit = 1;
-        SVT_UNROLL_STEPS
-        for (uint32_t t = 0; t < T; ++t, a += out_c, bit <<= 1) {
-            int32_t h = v + ((*a * unit + b - v) >> decay_shift);
-            if (h >= threshold) {
-                train |= bit;
-                v = 0;
-            } else {
-                v = h;
-            }
-        }
-        pending |= train << filled;
-        filled += T;
-        if (filled + T > 32u) {
-            svt_bits_or(out, at, filled, pending);
-            at += filled;
-            pending = 0;
-            filled = 0;
-        }
+        svt_pack_trains(&p,
+                        svt_neuron_train_q(acc + co, 1, out_c, unit, bias != NULL ? bias[co] : 0,
+                                           th[co], shift, T),
+                        T);
     }
-    if (filled != 0u) {
-        svt_bits_or(out, at, filled, pending);
+    svt_pack_flush(&p);
+}
+
+/* The same from lane sums: four outputs at a time, each read from its lane (the trains
+ * are packed in output order). */
+static inline void svt_lanes_out_q(const int16_t *lanes, uint32_t lane_c, const int32_t *bias,
+                                   uint32_t frac_bits, uint32_t first, uint32_t out_c,
+                                   uint32_t T, const svt_lif_q_t *lif, uint8_t *out)
+{
+    int32_t unit = (int32_t)(1u << frac_bits);
+    SVT_OPAQUE(unit);
+    const uint32_t shift = lif->decay_shift;
+    const int32_t *th = lif->threshold;
+    T = SVT_STEPS(T);
+    svt_train_packer_t p = {out, first * T, 0, 0};
+    uint32_t co = 0;
+    for (; co + 4u <= out_c; co += 4u) {
+        const int16_t *g = lanes + co;
+        uint32_t t0 = svt_neuron_train_q(g, 0, lane_c, unit, bias[co], th[co], shift, T);
+        uint32_t t2 = svt_neuron_train_q(g + 1, 0, lane_c, unit, bias[co + 2u], th[co + 2u],
+                                         shift, T);
+        uint32_t t1 = svt_neuron_train_q(g + 2, 0, lane_c, unit, bias[co + 1u], th[co + 1u],
+                                         shift, T);
+        uint32_t t3 = svt_neuron_train_q(g + 3, 0, lane_c, unit, bias[co + 3u], th[co + 3u],
+                                         shift, T);
+        svt_pack_trains(&p, t0 | t1 << T | t2 << 2u * T | t3 << 3u * T, 4u * T);
+    }
+    for (; co < out_c; ++co) {
+        svt_pack_trains(&p,
+                        svt_neuron_train_q(lanes + svt_lane(co), 0, lane_c, unit, bias[co],
+                                           th[co], shift, T),
+                        T);
+    }
+    svt_pack_flush(&p);
+}
+
+/* A pixel's/token's sums, lanes or int32, through the LIF into `out` */
+static inline void svt_sums_out_q(const svt_sums_t *sums, const int32_t *bias,
+                                  uint32_t frac_bits, uint32_t first, uint32_t T,
+                                  const svt_lif_q_t *lif, uint8_t *out)
+{
+    if (sums->wide) {
+        svt_currents_out_q(sums->acc, bias, frac_bits, first, sums->out_c, T, lif, out);
+    } else {
+        svt_lanes_out_q(svt_sums_lanes(sums), sums->lane_c, bias, frac_bits, first,
+                        sums->out_c, T, lif, out);
     }
 }
 
@@ -503,29 +638,32 @@ void svt_conv2d_analog_lif_q(const uint8_t *image, const svt_conv2d_q_t *conv, u
                              const svt_lif_q_t *lif, uint8_t *out_spikes, int32_t *patch);
 
 /* conv2d_pixel_q.c (event-driven) or conv2d_pixel_dense_q.c: the sums of one output
- * pixel, acc[t * out_c + c] */
+ * pixel (storage: T * out_c int32) */
 void svt_conv2d_pixel_sums_q(const uint8_t *in, svt_format_t in_fmt,
                              const svt_conv2d_q_t *conv, uint32_t oy, uint32_t ox,
-                             uint32_t T, int32_t *acc);
+                             uint32_t T, int32_t *storage, svt_sums_t *sums);
 
 /* conv2d_spiking_lif_q.c: conv2d fed by spikes or counts, then LIF (acc: T * out_c) */
 void svt_conv2d_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
                               const svt_conv2d_q_t *conv, uint32_t T, const svt_lif_q_t *lif,
                               uint8_t *out_spikes, int32_t *acc);
 
-/* linear_sums_q.c (event-driven) or linear_sums_dense_q.c: token n's sums, acc[t * out_c + c] */
+/* linear_sums_q.c (event-driven) or linear_sums_dense_q.c: token n's sums (storage:
+ * T * out_c int32) */
 void svt_linear_token_sums_q(const uint8_t *in, svt_format_t in_fmt,
                              const svt_linear_q_t *linear, uint32_t n, uint32_t T,
-                             int32_t *acc);
+                             int32_t *storage, svt_sums_t *sums);
 
 /* linear_spiking_lif_q.c: linear over tokens fed by spikes or counts, then LIF */
 void svt_linear_spiking_lif_q(const uint8_t *in, svt_format_t in_fmt,
                               const svt_linear_q_t *linear, uint32_t T, const svt_lif_q_t *lif,
                               uint8_t *out_spikes, int32_t *acc);
 
-/* ssa_counts.c: the attention counts, shared by ssa_lif.c and ssa_lif_q.c */
+/* ssa_counts.c: the attention counts, shared by ssa_lif.c and ssa_lif_q.c (v_masks:
+ * T * ceil(C / 32) words of scratch, free again once kv is built) */
 void svt_ssa_build_kv(const uint8_t *k, const uint8_t *v, uint32_t tokens, uint32_t C,
-                      uint32_t head_dim, uint32_t kv_bytes, uint32_t T, void *kv);
+                      uint32_t head_dim, uint32_t kv_bytes, uint32_t T, void *kv,
+                      uint32_t *v_masks);
 void svt_ssa_token_counts(const uint8_t *q, uint32_t n, uint32_t C, uint32_t head_dim,
                           uint32_t kv_bytes, uint32_t T, const void *kv, int32_t *acc);
 

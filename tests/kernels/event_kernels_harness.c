@@ -1,7 +1,8 @@
 /*
  * Test harness for the spike-fed integer sums (tests/test_event_kernels.py), built once
  * with the event-driven kernels and once with their dense twins: reads one case from
- * stdin, writes every output pixel's (or token's) sums acc[t][out_c] as int32 to stdout.
+ * stdin, writes every output pixel's (or token's) sums acc[t][out_c] as int32 to stdout
+ * (from int16 lanes or int32, wherever the kernel left them: svt_sums_get).
  * Little-endian uint32 throughout.
  *
  *   conv:   T, format, bits, in_c, in_h, in_w, out_c, kernel, stride, pad, out_h, out_w,
@@ -37,6 +38,16 @@ static uint8_t *read_sized(void)
     return p;
 }
 
+static void write_sums(const svt_sums_t *sums, uint32_t T)
+{
+    for (uint32_t t = 0; t < T; ++t) {
+        for (uint32_t j = 0; j < sums->out_c; ++j) {
+            int32_t v = svt_sums_get(sums, t, j);
+            fwrite(&v, sizeof v, 1, stdout);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 || (strcmp(argv[1], "conv") != 0 && strcmp(argv[1], "linear") != 0)) {
@@ -63,8 +74,9 @@ int main(int argc, char **argv)
         conv.weight = weight;
         for (uint32_t oy = 0; oy < conv.out_h; ++oy) {
             for (uint32_t ox = 0; ox < conv.out_w; ++ox) {
-                svt_conv2d_pixel_sums_q(in, fmt, &conv, oy, ox, T, acc);
-                fwrite(acc, sizeof(int32_t), (size_t)T * conv.out_c, stdout);
+                svt_sums_t sums;
+                svt_conv2d_pixel_sums_q(in, fmt, &conv, oy, ox, T, acc, &sums);
+                write_sums(&sums, T);
             }
         }
         free(weight);
@@ -81,8 +93,9 @@ int main(int argc, char **argv)
     int32_t *acc = malloc((size_t)T * linear.out_c * sizeof(int32_t));
     linear.weight_io = weight;
     for (uint32_t n = 0; n < linear.tokens; ++n) {
-        svt_linear_token_sums_q(in, fmt, &linear, n, T, acc);
-        fwrite(acc, sizeof(int32_t), (size_t)T * linear.out_c, stdout);
+        svt_sums_t sums;
+        svt_linear_token_sums_q(in, fmt, &linear, n, T, acc, &sums);
+        write_sums(&sums, T);
     }
     free(weight);
     free(in);

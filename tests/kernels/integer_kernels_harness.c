@@ -38,7 +38,7 @@ static int run_lif(void)
     int32_t *threshold = read_bytes(n * sizeof(int32_t));
     int32_t *current = read_bytes((size_t)n * T * sizeof(int32_t));
     for (uint32_t i = 0; i < n; ++i) {
-        uint32_t train = svt_lif_train_q(current + i * T, 1, T, threshold[i], shift);
+        uint32_t train = svt_neuron_train_q(current + i * T, 1, 1, 1, 0, threshold[i], shift, T);
         fwrite(&train, sizeof train, 1, stdout);
     }
     return 0;

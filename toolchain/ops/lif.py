@@ -61,7 +61,7 @@ def lif_lowering(x, timed, tau, v_th, v_reset, tfc):
 
 
 def lif_integer(current: torch.Tensor, threshold: torch.Tensor, decay_shift: int):
-    """The integer LIF of ``svt_lif_train_q`` (svt_kernels.h): int32 currents in the
+    """The integer LIF of ``svt_neuron_train_q`` (svt_kernels.h): int32 currents in the
     producer's units, reset to 0, ``h = v + ((x - v) >> decay_shift)`` (an arithmetic,
     flooring shift), spike when ``h >= threshold``."""
     v = torch.zeros_like(current[0])

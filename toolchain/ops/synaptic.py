@@ -16,7 +16,8 @@ from .base import (WEIGHT_BYTES, Schedule, Step, Work, events, lif_attrs, membra
 
 # The event-driven accumulation the spike-fed integer kernels share (svt_add_events_q and
 # the column add, reference and Cortex-M4/M7 variants: svt_kernels.h picks one per build).
-EVENT_KERNEL_FILES = ("events_q.c", "add_column_q.c", "add_column_q_dsp.c")
+EVENT_KERNEL_FILES = ("events_q.c", "add_lanes_q.c", "add_lanes_q_dsp.c", "add_lanes_q_sse.c",
+                      "add_column_q.c", "add_column_q_dsp.c")
 
 
 def weighted_node(b, name: str, op: str, m, src: Node, out, h: int, w: int,
