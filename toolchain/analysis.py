@@ -10,6 +10,7 @@ import torch
 from .boards import Board, fmt_bytes
 from .codegen import model_hash
 from .errors import SvtError
+from .latency import predict_work, usable_costs
 from .quant.reference import deployed_ir
 from .loading import LoadedModel
 from .manifest import read_manifest
@@ -55,6 +56,14 @@ def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = Non
     plan = plan_memory(ir)
     work = count_work(ir, plan, images) if images is not None and len(images) else None
     work_of = {s.name: s for s in work.steps} if work else {}
+    predicted, unavailable = None, None
+    if work is not None:
+        try:
+            costs = usable_costs(board)
+            predicted = predict_work(costs, ir, plan, work)
+        except SvtError as e:  # analyze still shows the work; the reason goes in the table
+            unavailable = str(e)
+    predicted_of = {s.name: s.instructions for s in predicted.steps} if predicted else {}
     fit = check_fit(plan, board)
     region = board.largest_sram
     layers = [{"name": s.name, "kernel": s.kernel,
@@ -64,7 +73,9 @@ def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = Non
                "scratch_bytes": s.scratch_bytes, "in_place": s.in_place,
                **({"macs": round(work_of[s.name].macs), "sops": round(work_of[s.name].sops),
                    "neuron_updates": round(work_of[s.name].neuron_updates),
-                   "input_event_rate": work_of[s.name].input_rate} if work else {})}
+                   "input_event_rate": work_of[s.name].input_rate,
+                   "predicted_instructions": round(predicted_of[s.name])
+                   if predicted else None} if work else {})}
               for s in plan.steps]
     measured = measured_instructions(measured_from, model_hash(ir)) if measured_from else None
     return {
@@ -83,7 +94,10 @@ def analyze(loaded: LoadedModel, board: Board, images: torch.Tensor | None = Non
         "work": None if work is None else {
             "images": work.images, "split": "validation", "macs": round(work.macs),
             "sops": round(work.sops), "neuron_updates": round(work.neuron_updates),
-            "floor": round(work.floor)},
+            "floor": round(work.floor),
+            "predicted_instructions": round(predicted.total) if predicted else None,
+            "costs": costs.source if predicted else None,
+            "prediction_unavailable": unavailable},
         "measured": measured,
     }
 
@@ -136,20 +150,31 @@ def format_work(a: dict) -> list[str]:
     out = [f"work per inference (mean of {w['images']} validation images): dense MACs, "
            "synaptic operations (input spikes x fan-out), neuron updates; 'active in' is "
            "the share of the input's neuron-timesteps that carry spikes"]
+    predicted = w["predicted_instructions"] is not None
     head = (f"{'layer':30s} {'kernel':20s} {'active in':>12s} {'dense MACs':>14s} "
-            f"{'SOPs':>12s} {'neuron upd.':>12s}")
+            f"{'SOPs':>12s} {'neuron upd.':>12s}" + (f" {'pred. instr.':>13s}" if predicted
+                                                     else ""))
     out += [head, "-" * len(head)]
     for r in a["layers"]:
         rate = "-" if r["input_event_rate"] is None else f"{r['input_event_rate']:.1%}"
         out.append(f"{r['name']:30s} {r['kernel']:20s} {rate:>12s} {r['macs']:>14,} "
-                   f"{r['sops']:>12,} {r['neuron_updates']:>12,}")
+                   f"{r['sops']:>12,} {r['neuron_updates']:>12,}"
+                   + (f" {r['predicted_instructions']:>13,}" if predicted else ""))
     out.append("-" * len(head))
     out.append(f"{'total':30s} {'':20s} {'':>12s} {w['macs']:>14,} {w['sops']:>12,} "
-               f"{w['neuron_updates']:>12,}")
+               f"{w['neuron_updates']:>12,}"
+               + (f" {w['predicted_instructions']:>13,}" if predicted else ""))
     out.append(f"floor (SOPs + neuron updates): {w['floor']:,}")
+    if predicted:
+        out.append(f"predicted: {w['predicted_instructions']:,} instructions per inference "
+                   f"(kernel costs {w['costs']})")
+    else:
+        out.append(f"no predicted instructions: {w['prediction_unavailable']}")
     if m is not None:
         ipi = m["instructions_per_inference"]
         out.append(f"measured: {ipi:,} {m['counter'] or 'instructions'} per inference on "
                    f"{m['target']} ({ipi / w['floor']:.1f}x the floor, "
-                   f"{ipi / w['macs']:.2f} per dense MAC; {m['from']})")
+                   f"{ipi / w['macs']:.2f} per dense MAC"
+                   + (f"; predicted {(w['predicted_instructions'] - ipi) / ipi:+.1%}"
+                      if predicted else "") + f"; {m['from']})")
     return out

@@ -4,14 +4,18 @@ A board file (``boards/NAME.toml``) names its SoC (``soc = "stm32h743"``), whose
 map is written once in ``boards/soc/SOC.toml``, and adds what the board itself decides:
 the serial port and its pins (``[uart]``), the flashing tools (``[flashing]``), the clock
 the firmware runs at (``[firmware]``) and the QEMU machine that stands in for it
-(``[emulator]``). ``load_board`` is the only reader of these files: every key is checked
-against the schema below, and an unknown key, a missing one or a value of the wrong type
-is a one-line ``SvtError`` naming the file and the key.
+(``[emulator]``). Beside it, ``boards/costs/NAME.toml`` (written by ``svt-deploy
+calibrate``) holds the board's kernel costs: instructions per step as a linear function
+of the step's work, which the latency budget predicts with (``latency.py``).
+``load_board`` is the only reader of these files: every key is checked against the
+schema below, and an unknown key, a missing one or a value of the wrong type is a
+one-line ``SvtError`` naming the file and the key.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -103,6 +107,72 @@ class Emulator:
     uart: Uart | None = None
 
 
+# The work features a kernel's cost is linear in, per step and image (computed in
+# latency.step_features; the costs file names its coefficients by them).
+COST_FEATURES = {
+    "calls": "1 per step: the call and its set-up",
+    "sites": "output pixels or tokens: the per-site loop (sums zeroed, events collected)",
+    "outputs": "output values: channels x sites x timesteps",
+    "neuron_updates": "LIF membrane steps: neurons x timesteps",
+    "sops": "synaptic operations: each input event x the outputs it reaches",
+    "columns": "weight columns added: SOPs / output channels (one per event in a window)",
+    "tail": "columns x (output channels mod the kernel's width): sums past the last full "
+            "pass of a vectorised column add",
+    "misaligned": "SOPs of weight columns that do not start on a word (row bytes not a "
+                  "multiple of 4: the weights load in smaller pieces)",
+    "words": "32-bit words of spike trains (4-byte words of counts) an event scan reads",
+    "input_events": "nonzero values (spikes, counts) of the step's inputs",
+    "inputs": "values of the step's inputs",
+    "macs": "dense multiply-accumulates (kernels that walk the whole shape)",
+}
+
+
+@dataclass(frozen=True)
+class KernelCost:
+    """``[[kernel]]`` of a costs file: instructions of one step of ``name`` (at weight
+    ``precision``; None for kernels without weights) = sum of coefficient x feature."""
+
+    name: str
+    precision: str | None
+    coefficients: tuple[tuple[str, float], ...]  # (feature, instructions per unit), nonzero
+    width: int  # outputs per pass of its column add (the "tail" feature; 1: none)
+    rows: int  # step-image measurements it was fitted on
+    error_pct: float  # mean |fit - measured| over those rows, % of the mean measured
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``[calibration]``: what the costs were measured on."""
+
+    model: str
+    model_hash: str
+    precisions: tuple[str, ...]  # weight precisions the model was calibrated at
+    kernels: str  # "event" | "dense": the kernel style built
+    templates: str  # resources.templates_digest() of the C kernels measured
+    date: str
+    emulator: str
+    images: int  # validation images per variant
+    variants: int  # the model and its pruned variants
+    error_pct: float  # mean |predicted - measured| per inference, % of measured
+    holdout_error_pct: float  # the worst pruned variant, predicted by a fit without it
+
+
+@dataclass(frozen=True)
+class KernelCosts:
+    """``boards/costs/NAME.toml``: a board's kernel costs, calibrated on its emulator."""
+
+    board: str
+    per_inference: float  # instructions of svt_model_run outside the steps
+    calibration: Calibration
+    kernels: tuple[KernelCost, ...]
+    path: Path | None = None
+    source: str = ""  # the file as messages name it (boards/costs/NAME.toml when shipped)
+
+    def cost(self, kernel: str, precision: str | None) -> KernelCost | None:
+        return next((k for k in self.kernels
+                     if k.name == kernel and k.precision == precision), None)
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
@@ -120,6 +190,7 @@ class Board:
     flashing: Flashing = field(default_factory=Flashing)
     firmware: FirmwareSettings | None = None
     emulator: Emulator | None = None
+    costs: KernelCosts | None = None  # boards/costs/NAME.toml, when calibrated
     path: Path | None = None
 
     @property
@@ -173,6 +244,8 @@ KINDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "str": ("a non-empty string", lambda v: v if isinstance(v, str) and v else None),
     "int": ("an integer >= 0", lambda v: v if _is_int(v) and v >= 0 else None),
     "positive": ("an integer > 0", lambda v: v if _is_int(v) and v > 0 else None),
+    "number": ("a finite number >= 0", lambda v: float(v) if isinstance(v, (int, float))
+               and not isinstance(v, bool) and math.isfinite(v) and v >= 0 else None),
     "bool": ("true or false", lambda v: v if isinstance(v, bool) else None),
     "strings": ("a list of strings", _strings),
     "pairs": ("a list of [register, mask] integer pairs", _pairs),
@@ -383,6 +456,46 @@ def _emulator(t: _Table | None, uart: Uart | None, sram: tuple[Region, ...]) -> 
     return replace(emu, uart=seen)
 
 
+def _kernel_cost(t: _Table) -> KernelCost:
+    cost = KernelCost(name=t.get("name", "str"), precision=t.get("precision", "str", None),
+                      coefficients=tuple((f, c) for f in COST_FEATURES
+                                         if (c := t.get(f, "number", 0.0))),
+                      width=t.get("width", "positive", 1), rows=t.get("rows", "positive"),
+                      error_pct=t.get("error_pct", "number"))
+    t.done()
+    return cost
+
+
+def costs_path(name: str, directory: Path = BOARDS_DIR) -> Path:
+    """Where board ``name``'s kernel costs live: ``costs/NAME.toml`` beside its file."""
+    return Path(directory) / "costs" / f"{name}.toml"
+
+
+def load_costs(path: Path, board: str) -> KernelCosts:
+    shown, data = _read_toml(path)
+    t = _Table(shown, "", data)
+    name, per_inference = t.get("board", "str"), t.get("per_inference", "number")
+    c, kernels = t.table("calibration"), [_kernel_cost(k) for k in t.tables("kernel")]
+    t.done()
+    if name != board:
+        raise t.error(f"board {name!r} must match the file name ({board})")
+    if c is None:
+        raise t.error("missing key [calibration]")
+    calibration = Calibration(
+        model=c.get("model", "str"), model_hash=c.get("model_hash", "str"),
+        precisions=c.get("precisions", "strings"), kernels=c.get("kernels", "str"),
+        templates=c.get("templates", "str"), date=c.get("date", "str"),
+        emulator=c.get("emulator", "str"), images=c.get("images", "positive"),
+        variants=c.get("variants", "positive"), error_pct=c.get("error_pct", "number"),
+        holdout_error_pct=c.get("holdout_error_pct", "number"))
+    c.done()
+    keys = [(k.name, k.precision) for k in kernels]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice:
+        raise t.error(f"[[kernel]] {twice[0]} at precision {twice[1]} is listed twice")
+    return KernelCosts(name, per_inference, calibration, tuple(kernels), path, shown)
+
+
 # ----------------------------------------------------------------------------- loading
 
 def board_names(directory: Path = BOARDS_DIR) -> list[str]:
@@ -425,8 +538,11 @@ def load_board(name: str, directory: Path = BOARDS_DIR) -> Board:
     flashing = _flashing(tables["flashing"])
     firmware = _firmware(tables["firmware"])
     emulator = _emulator(tables["emulator"], uart, sram)
+    cost_file = costs_path(name, directory)
+    costs = load_costs(cost_file, name) if cost_file.is_file() else None
     return Board(name=board_name, soc=soc, flash=flash, sram=sram, uart=uart,
-                 flashing=flashing, firmware=firmware, emulator=emulator, path=path, **top)
+                 flashing=flashing, firmware=firmware, emulator=emulator, costs=costs,
+                 path=path, **top)
 
 
 def all_boards(directory: Path = BOARDS_DIR) -> list[Board]:

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from . import cli_args as num
-from . import cli_device, cli_tflite
+from . import cli_calibrate, cli_device, cli_tflite
 from .analysis import analyze, format_analysis
 from .boards import all_boards, fmt_bytes, load_board
 from .cli_args import (ArgParser, Commands, add_budget_args, add_common, add_kernel_args,
@@ -200,6 +200,7 @@ def cmd_emulate(argv):
 
 COMMANDS.update(cli_device.COMMANDS)  # firmware, run-qemu, flash, validate
 COMMANDS.update(cli_tflite.COMMANDS)  # export-tflite
+COMMANDS.update(cli_calibrate.COMMANDS)  # calibrate (kernel costs for --max-latency-ms)
 
 
 # ----------------------------------------------------------------------------- deploy

@@ -161,6 +161,12 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="arena bytes allowed (e.g. 96KB)")
     g.add_argument("--max-reduction", type=reduction_pct, metavar="PCT",
                    help="cut the weight bytes by PCT percent (the paper's setting)")
+    g.add_argument("--max-latency-ms", type=positive, metavar="MS",
+                   help="inference time allowed at the board's clock (one instruction a "
+                        "cycle), predicted from the model's work with the board's kernel "
+                        "costs (svt-deploy calibrate)")
+    g.add_argument("--latency-samples", type=count, default=50, metavar="N",
+                   help="validation images the instructions are predicted on (default 50)")
     g.add_argument("--precision", choices=("auto",) + PRECISIONS, default="auto",
                    help="weight precision: auto (default) tries fp32, int8, int4 on the "
                         "unpruned model and keeps the first within the drop that meets the "

@@ -104,8 +104,12 @@ def render_markdown(r: dict) -> str:
         lines += ["", f"Weight precision: **{r['precision']}**"
                   + (" (integer-only: uint8 pixels in, int32 scores out, no float code)"
                      if r["precision"] != "fp32" else "") + "."]
+    lat_budget = bud.get("latency")
     lines += ["", f"Budget: weights <= {_bytes(bud['flash_bytes'])}, arena <= "
-              f"{_bytes(bud['sram_bytes'])}, accuracy drop <= {bud['max_drop']:g} points.", ""]
+              f"{_bytes(bud['sram_bytes'])}, "
+              + (f"predicted instructions <= {lat_budget['max_instructions']:,} "
+                 f"({lat_budget['max_ms']:g} ms), " if lat_budget else "")
+              + f"accuracy drop <= {bud['max_drop']:g} points.", ""]
     fw, host, dev = r["firmware"], r["host_emulation"], r["device"]
     if fw:
         lines += ["## Firmware", "",
@@ -126,6 +130,7 @@ def render_markdown(r: dict) -> str:
                      + ("; scores identical to PyTorch's and the host C's"
                         if dev.get("identical_to_reference") and dev.get("identical_to_host")
                         else ""))
+    lines += latency_markdown(r.get("latency"))
     lines += ["", "## Layers", "",
               "| layer | params before | params after | pruned | precision | flash before | "
               "flash after |", "|---|---|---|---|---|---|---|"]
@@ -144,6 +149,43 @@ def render_markdown(r: dict) -> str:
             note = " (cached from an earlier run)" if stage in reused else ""
             lines.append(f"| {stage} | {sec:.1f}{note} |")
     return "\n".join(lines) + "\n"
+
+
+def _count(n) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _ms(n) -> str:
+    return "-" if n is None else f"{n:g}"
+
+
+def latency_markdown(lat: dict | None) -> list[str]:
+    """The latency section: budget, prediction and measurement side by side."""
+    if lat is None:
+        return []
+    lines = ["", "## Latency", ""]
+    if lat["predicted_instructions"] is None and lat["budget_ms"] is None:
+        return lines + [f"No predicted instructions: {lat['unavailable']}"]
+    mhz = lat["clock_hz"] / 1e6
+    lines += [f"| | instructions per inference | ms at {mhz:g} MHz (one instruction a cycle) |",
+              "|---|---|---|"]
+    if lat["budget_ms"] is not None:
+        lines.append(f"| budget | {_count(lat['budget_instructions'])} | "
+                     f"{_ms(lat['budget_ms'])} |")
+    lines.append(f"| predicted ({lat['predicted_on'] or '-'}) | "
+                 f"{_count(lat['predicted_instructions'])} | {_ms(lat['predicted_ms'])} |")
+    if lat["measured_instructions"] is not None:
+        lines.append(f"| measured ({lat['measured_on']}; {lat['counter']}) | "
+                     f"{_count(lat['measured_instructions'])} | {_ms(lat['measured_ms'])} |")
+    lines.append("")
+    if lat["prediction_error_pct"] is not None:
+        lines.append(f"Prediction error: {lat['prediction_error_pct']:+.2f} % of the measured "
+                     "count. ")
+    if lat.get("meets_budget") is not None:
+        lines.append(f"Budget met: **{lat['meets_budget']}**. ")
+    if lat["costs"]:
+        lines.append(f"Kernel costs: `{lat['costs']}` (calibrated {lat['calibrated']}).")
+    return lines
 
 
 def format_summary(r: dict, out: Path) -> str:
@@ -174,6 +216,17 @@ def format_summary(r: dict, out: Path) -> str:
                         if dev.get("identical_to_reference") and dev.get("identical_to_host")
                         else "")
                      + (f", {ipi:,} {dev['counter'].split(' ')[0]} per inference" if ipi else ""))
+    lat = r.get("latency")
+    if lat and lat["predicted_instructions"] is not None:
+        lines.append(
+            f"  latency: predicted {lat['predicted_instructions']:,} instructions per inference"
+            f" ({lat['predicted_ms']:g} ms at {lat['clock_hz'] / 1e6:g} MHz)"
+            + (f", measured {lat['measured_instructions']:,} (prediction "
+               f"{lat['prediction_error_pct']:+.1f} %)"
+               if lat["prediction_error_pct"] is not None else "")
+            + (f"; budget {lat['budget_instructions']:,} ({lat['budget_ms']:g} ms): "
+               + ("met" if lat["meets_budget"] else "NOT met")
+               if lat["budget_ms"] is not None else ""))
     reused = f" ({len(r['reused_stages'])} stages reused from the cache)" \
         if r["reused_stages"] else ""
     lines.append(f"  total {r['timings_s']['total']:.0f} s{reused}; report: {out / 'report.md'}")

@@ -30,6 +30,7 @@ class StepWork:
     sops: float
     neuron_updates: float
     input_rate: float | None  # fraction of its first input's values that are events
+    input_events: float = 0.0  # nonzero values (spikes, counts) of all its inputs
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ def count_work(ir: IR, plan: MemoryPlan, images: torch.Tensor,
         raise ValueError("count_work needs at least one image")
     step_of = {node: s.name for s in plan.steps for node in s.nodes}
     totals = {s.name: Work() for s in plan.steps}
-    events = {s.name: 0 for s in plan.steps}
+    events = {s.name: 0 for s in plan.steps}  # nonzero values of the first input
     values = {s.name: 0 for s in plan.steps}
+    events_in = {s.name: 0 for s in plan.steps}  # ... of every input
     for start in range(0, len(images), batch_size):
         with torch.no_grad():
             _, vals = run_ir(ir, images[start:start + batch_size], collect=True)
@@ -71,15 +73,20 @@ def count_work(ir: IR, plan: MemoryPlan, images: torch.Tensor,
             if n.op != "input" and n.name in step_of:
                 totals[step_of[n.name]] += ops.get(n.op).work(n, vals, ir)
         for s in plan.steps:
-            if s.inputs and _carries_events(plan, s.inputs[0]):
-                x = vals[_value_of(plan, s.inputs[0])]
-                events[s.name] += int((x != 0).sum())
-                values[s.name] += x.numel()
+            for i, src in enumerate(s.inputs):
+                if _carries_events(plan, src):
+                    x = vals[_value_of(plan, src)]
+                    nonzero = int((x != 0).sum())
+                    events_in[s.name] += nonzero
+                    if i == 0:
+                        events[s.name] += nonzero
+                        values[s.name] += x.numel()
     n_img = len(images)
     return WorkCount([StepWork(s.name, s.kernel, totals[s.name].macs / n_img,
                                totals[s.name].sops / n_img,
                                totals[s.name].neuron_updates / n_img,
-                               events[s.name] / values[s.name] if values[s.name] else None)
+                               events[s.name] / values[s.name] if values[s.name] else None,
+                               events_in[s.name] / n_img)
                       for s in plan.steps], n_img)
 
 

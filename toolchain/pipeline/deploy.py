@@ -1,7 +1,8 @@
 """`svt-deploy --board B --max-drop D`: the whole pipeline, from model to validated firmware.
 
 load -> baseline -> prune -> generate C -> host check -> firmware build and fit check ->
-on-device check (QEMU by default, a real board with a port) -> report.
+on-device check (QEMU by default, a real board with a port) -> report, with the
+instructions the board's kernel costs predict (when they describe the generated C).
 
 Every stage caches its result in the output directory keyed by its inputs, so a rerun
 after an interruption continues where it stopped and a repeated run is fast. Nothing
@@ -19,9 +20,11 @@ from typing import TypeVar
 from ..boards import Board, load_board
 from ..errors import SvtError
 from ..flashing import choose_tool
+from ..latency import usable_costs
 from ..loading import load_model
 from ..manifest import read_manifest
 from ..prune import PruneOptions
+from ..prune.options import latency_budget
 from ..runtime import current
 from ..serial_link import open_port
 from ..resources import templates_digest
@@ -34,7 +37,9 @@ from .generation import GenerateResult, generate_stage, project_valid
 from .host_check import HostCheck, host_check
 from .inputs import ModelInputs, load_inputs
 from .on_device import DeviceResult, DeviceTarget, device_stage
-from .pruning import PRUNED_MODEL, PruneRecord, prune_key, prune_stage, pruned_model_valid
+from .prediction import predict_latency
+from .pruning import (PRUNED_MODEL, PruneRecord, prune_key, prune_stage, pruned_model_valid,
+                      require_latency_costs)
 from .reporting import build_report, report_stage
 
 T = TypeVar("T")
@@ -117,6 +122,9 @@ def deploy(options: DeployOptions) -> DeployResult:
     quiet = options.quiet
     prune_options = options.prune
     check_tools(board, not options.no_device, options.device.port, options.device.flash_tool)
+    if prune_options.max_latency_ms is not None:  # no costs: one line now, not after hours
+        latency_budget(board, prune_options.max_latency_ms)
+        usable_costs(board, options.kernels)
     stages = Stages(out, log)
 
     t = time.time()
@@ -126,6 +134,8 @@ def deploy(options: DeployOptions) -> DeployResult:
                        "one device); under torchrun use `svt-deploy prune`, then deploy its "
                        "pruned_model.pt")
     model_fp, data_fp = loaded.fingerprint(), ds.fingerprint()
+    if prune_options.max_latency_ms is not None:
+        require_latency_costs(board.costs, prune_options.precision, loaded, ds)
     load_seconds = time.time() - t
 
     base = stages.run(
@@ -163,12 +173,19 @@ def deploy(options: DeployOptions) -> DeployResult:
         device = stages.run("device", dev_key, DeviceResult,
                             lambda: device_stage(pruned, ds, board, project, target, quiet, log))
 
+    # not a cached stage: a few seconds of counting, and always against today's costs
+    t = time.time()
+    prediction = None if board.is_host else predict_latency(
+        pruned, ds, board, prune_options.latency_samples, options.kernels, log)
+
     timings = {"load": round(load_seconds, 2), **stages.seconds}
+    if prediction is not None:
+        timings["latency"] = round(time.time() - t, 2)
     timings["total"] = round(time.time() - t0, 2)
     report = build_report(board=board, loaded=loaded, data=options.inputs.data_label,
                           command=options.command, pruned=pruned, baseline=base,
                           prune=pruned_record, manifest=read_manifest(project), host=host,
-                          firmware=firmware, device=device, timings=timings,
-                          reused=stages.reused)
+                          firmware=firmware, device=device, prediction=prediction,
+                          timings=timings, reused=stages.reused)
     report_stage(out, report, pruned_record)
     return DeployResult(out, report)

@@ -7,13 +7,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..boards import KernelCosts, load_board
 from ..data import Dataset
+from ..errors import SvtError
 from ..ir import extract_ir
+from ..latency import require_covered
 from ..loading import LoadedModel
 from ..memory import plan_memory
 from ..prune import Budget, PruneOptions, Pruner, PruneResult, plan_json, write_outputs
-from ..prune.precision import precision_label
-from ..quant.reference import reference_model
+from ..prune.options import latency_budget
+from ..prune.precision import at_precision, precision_label
+from ..quant.packing import PRECISIONS
+from ..quant.reference import deployed_ir, reference_model
 from ..runtime import current
 from ..stages import StageCache, file_digest, stage_key
 from .common import Log, progress_bar
@@ -40,7 +45,11 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     t0 = time.time()
     out_dir = Path(out_dir)
     base_plan = plan_memory(extract_ir(loaded.model, ds.input_shape))
-    board, budget = options.budget(base_plan.weight_bytes)
+    latency_images = (ds.as_tensor(ds.split("val", options.latency_samples)[0])
+                      if options.max_latency_ms is not None else None)
+    board, budget = options.budget(base_plan.weight_bytes, latency_images)
+    if budget.predictor is not None:
+        require_latency_costs(budget.predictor.costs, options.precision, loaded, ds)
     cache_dir = out_dir / ".cache"
     bar = progress_bar(None, "measuring", quiet)
     pruner = Pruner(loaded, ds, budget, options, cache=StageCache.work(out_dir), log=log,
@@ -77,6 +86,22 @@ def run_prune(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out_dir: 
     return PruneOutcome(result, budget, plan, test, pruner.groups)
 
 
+def require_latency_costs(costs: KernelCosts, precision: str, loaded: LoadedModel,
+                          ds: Dataset) -> None:
+    """Refuse now, not after the baseline's checks, when no precision the prune stage may
+    choose has a cost for every kernel (``auto``: one of those calibrated must)."""
+    tried = [precision] if precision != "auto" else \
+        [p for p in costs.calibration.precisions if p in PRECISIONS] or ["int8"]
+    for i, p in enumerate(tried):
+        ir = deployed_ir(at_precision(loaded, p, ds.normalize), ds.input_shape)
+        try:
+            require_covered(costs, ir, plan_memory(ir))
+            return
+        except SvtError:
+            if i == len(tried) - 1:
+                raise
+
+
 @dataclass(frozen=True)
 class PruneRecord:
     """The deploy's prune stage result: the pruned model's file digest, prune_plan.json, the
@@ -85,12 +110,18 @@ class PruneRecord:
     digest: str
     plan: dict
     test: dict
-    budget: dict  # {"flash_bytes", "sram_bytes", "max_drop"}
+    budget: dict  # {"flash_bytes", "sram_bytes", "max_drop", "latency"}
 
 
 def prune_key(options: PruneOptions, model_fingerprint: str, data_fingerprint: str) -> str:
-    """The prune stage's cache key: every field of the options, the model and the data."""
-    return stage_key("prune", options, model_fingerprint, data_fingerprint)
+    """The prune stage's cache key: every field of the options, the model and the data;
+    under a latency budget also the kernel costs it is predicted with."""
+    costs = ()
+    if options.max_latency_ms is not None:
+        _, kernel_costs = latency_budget(load_board(options.board) if options.board else None,
+                                         options.max_latency_ms)
+        costs = (file_digest(kernel_costs.path),)
+    return stage_key("prune", options, model_fingerprint, data_fingerprint, *costs)
 
 
 def prune_stage(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out: Path, log: Log,
@@ -100,7 +131,8 @@ def prune_stage(loaded: LoadedModel, ds: Dataset, options: PruneOptions, out: Pa
     b = outcome.budget
     return PruneRecord(file_digest(out / PRUNED_MODEL), outcome.plan, outcome.test,
                        {"flash_bytes": b.flash_bytes, "sram_bytes": b.sram_bytes,
-                        "max_drop": b.max_drop})
+                        "max_drop": b.max_drop,
+                        "latency": None if b.latency is None else b.latency.as_dict()})
 
 
 def pruned_model_valid(out: Path, record: PruneRecord) -> bool:

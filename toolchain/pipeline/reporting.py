@@ -14,6 +14,7 @@ from .evaluation import BaselineResult, params_of
 from .firmware_build import FirmwareResult
 from .host_check import HostCheck
 from .on_device import DeviceResult
+from .prediction import LatencyPrediction, latency_section
 from .pruning import PruneRecord
 
 
@@ -29,8 +30,8 @@ def _with_seconds(result, seconds: dict[str, float], stage: str) -> dict | None:
 def build_report(*, board: Board, loaded: LoadedModel, data: str, command: str,
                  pruned: LoadedModel, baseline: BaselineResult, prune: PruneRecord,
                  manifest: Manifest, host: HostCheck, firmware: FirmwareResult | None,
-                 device: DeviceResult | None, timings: dict[str, float],
-                 reused: list[str]) -> dict:
+                 device: DeviceResult | None, prediction: LatencyPrediction | None,
+                 timings: dict[str, float], reused: list[str]) -> dict:
     """report.json's content."""
     plan, test = prune.plan, prune.test
     pruned_params = params_of(pruned)
@@ -59,6 +60,9 @@ def build_report(*, board: Board, loaded: LoadedModel, data: str, command: str,
         "firmware": _with_seconds(firmware, timings, "firmware"),
         "host_emulation": _with_seconds(host, timings, "host_emulation"),
         "device": _with_seconds(device, timings, "device"),
+        # predicted instructions per inference beside the device's count (and the budget)
+        "latency": latency_section(prediction, prune.budget.get("latency"), board.clock_hz,
+                                   None if device is None else asdict(device)),
         "timings_s": timings,  # seconds each stage took when it was computed
         "reused_stages": reused,  # stages this run took from the cache
     }

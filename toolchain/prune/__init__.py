@@ -16,21 +16,24 @@ used to report.
 """
 
 from .groups import (Group, discover_groups, group_units, keep_count, prune_group, prune_space,
-                     pruned_copy, single_space_groups, sized_groups, touching_params)
+                     pruned_copy, single_space_groups, sized_groups, touching_params,
+                     touching_steps)
 from .importance import SYNAPTIC, ranked_units, unit_importance
 from .options import LADDER, Budget, PruneOptions
-from .outputs import format_table, layer_rows, plan_json, summarize_groups, write_outputs
+from .outputs import (format_table, latency_json, layer_rows, plan_json, summarize_groups,
+                      write_outputs)
 from .policies import (ALLOCATIONS, POLICIES, State, allocation_passes, drop_limit, drop_points,
                        state_of, uniform_rate_state)
 from .profile import NOISE_ALLOWANCE, ProfileOptions, Validator, profile_key, profile_sensitivity
-from .pruner import PruneResult, Pruner, prioritized, prioritized_pass
+from .pruner import PruneResult, Pruner, prioritized, prioritized_pass, ranked_groups
 
 __all__ = [
     "ALLOCATIONS", "LADDER", "NOISE_ALLOWANCE", "POLICIES", "SYNAPTIC", "Budget", "Group",
     "ProfileOptions", "PruneOptions", "PruneResult", "Pruner", "State", "Validator",
     "allocation_passes", "discover_groups", "drop_limit", "drop_points", "format_table",
-    "group_units", "keep_count", "layer_rows", "plan_json", "prioritized", "prioritized_pass",
-    "profile_key", "profile_sensitivity", "prune_group", "prune_space", "pruned_copy",
-    "ranked_units", "single_space_groups", "sized_groups", "state_of", "summarize_groups",
-    "touching_params", "uniform_rate_state", "unit_importance", "write_outputs",
+    "group_units", "keep_count", "latency_json", "layer_rows", "plan_json", "prioritized",
+    "prioritized_pass", "profile_key", "profile_sensitivity", "prune_group", "prune_space",
+    "pruned_copy", "ranked_groups", "ranked_units", "single_space_groups", "sized_groups",
+    "state_of", "summarize_groups", "touching_params", "touching_steps", "uniform_rate_state",
+    "unit_importance", "write_outputs",
 ]

@@ -51,6 +51,18 @@ def touching_params(ir: IR, spaces) -> int:
         n.space in spaces or ir.node(n.inputs[0]).space in spaces))
 
 
+def touching_steps(ir: IR, plan, spaces) -> list[str]:
+    """Steps of ``plan`` whose output or an input lies in one of ``spaces``: the steps
+    whose work shrinks when the group does."""
+    spaces = set(spaces)
+
+    def space_of(name: str) -> str | None:
+        return None if name == "input" else ir.node(name).space
+
+    return [s.name for s in plan.steps
+            if any(space_of(n) in spaces for n in s.nodes[:1] + ir.node(s.nodes[0]).inputs)]
+
+
 def group_units(ir: IR, g: Group) -> int:
     """Units ``g`` has in ``ir`` (0 once its space is gone)."""
     return ir.spaces[g.space].size // g.step if g.space in ir.spaces else 0

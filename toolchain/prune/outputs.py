@@ -4,7 +4,6 @@ model."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
@@ -84,7 +83,27 @@ def format_table(result: PruneResult, budget: Budget, groups: list[Group],
         lines.append(f"test accuracy {test['baseline']:.4f} -> {test['final']:.4f} "
                      f"({(test['baseline'] - test['final']) * 100:+.2f} pt drop) on "
                      f"{test['samples']:,} images")
+    latency = latency_json(result, budget)
+    if latency is not None:
+        lines.append(f"predicted instructions per inference ({latency['images']} validation "
+                     f"images): {latency['start_instructions']:,} -> "
+                     f"{latency['predicted_instructions']:,} ({latency['predicted_ms']:g} ms); "
+                     f"budget {latency['max_instructions']:,} ({budget.latency.describe()})")
     return "\n".join(lines)
+
+
+def latency_json(result: PruneResult, budget: Budget) -> dict | None:
+    """Under a latency budget: the budget and the predicted instructions per inference of
+    the model pruning started from and of the result."""
+    if budget.latency is None or result.instructions is None:
+        return None
+    lat = budget.latency
+    final = result.instructions["final"]
+    return {**lat.as_dict(), "start_instructions": result.instructions["start"],
+            "predicted_instructions": final, "predicted_ms": round(lat.ms(final), 3),
+            "images": len(budget.predictor.images), "split": "validation",
+            "costs": budget.predictor.costs.source,
+            "calibrated": budget.predictor.costs.calibration.date}
 
 
 def plan_json(result: PruneResult, budget: Budget, policy: str, groups: list[Group],
@@ -98,7 +117,8 @@ def plan_json(result: PruneResult, budget: Budget, policy: str, groups: list[Gro
 
     return {
         "policy": policy,
-        "budget": asdict(budget),
+        "budget": budget.as_dict(),
+        "latency": latency_json(result, budget),
         "baseline": summary(base, base.accuracy),
         "pruned": summary(final, result.pruned_accuracy),
         "finetuned": None if result.finetune is None else dict(

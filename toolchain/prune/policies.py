@@ -51,12 +51,14 @@ def allocation_passes(allocation: str) -> tuple[bool, ...]:
     return (True, False) if allocation == "proportional" else (False,)
 
 
-def drop_limit(groups: list[Group], i: int, spent: float, max_drop: float,
+def drop_limit(sizes: list[float], i: int, spent: float, max_drop: float,
                proportional: bool) -> float:
-    """The cumulative drop (points) group ``groups[i]`` may reach, ``spent`` being spent."""
+    """The cumulative drop (points) the ``i``-th group may reach, ``spent`` being spent;
+    ``sizes``: the groups' sizes in the pass's order (parameters, or instructions when only
+    latency binds)."""
     if not proportional:
         return max_drop
-    share = groups[i].params / sum(h.params for h in groups[i:])
+    share = sizes[i] / sum(sizes[i:])
     return spent + max(0.0, max_drop - spent) * share
 
 
@@ -71,15 +73,15 @@ def uniform_rate_state(start: State, budget: Budget, groups: list[Group],
             loaded, ir = pruned_copy(loaded, ir, g, keep_count(g.units, rate))
         return loaded, ir
 
-    lo, hi = 0, 99  # percent; memory shrinks monotonically with the rate
+    lo, hi = 0, 99  # percent; memory (and, near enough, work) shrinks with the rate
     loaded, ir = apply(hi / 100)
-    if not budget.fits(plan_memory(ir)):
+    if not budget.fits(plan_memory(ir), ir):
         return -1.0, loaded, ir
     best = (hi, loaded, ir)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         loaded, ir = apply(mid / 100)
-        if budget.fits(plan_memory(ir)):
+        if budget.fits(plan_memory(ir), ir):
             hi, best = mid, (mid, loaded, ir)
         else:
             lo = mid

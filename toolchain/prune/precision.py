@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import SvtError
+from ..ir import IR
 from ..loading import LoadedModel
 from ..memory import MemoryPlan, plan_memory
 from ..quant.packing import PRECISIONS
@@ -65,15 +66,16 @@ def choose_precision(loaded: LoadedModel, requested: str, budget: Budget, val, d
     tried) for ``requested`` (auto or a precision)."""
     if requested not in CHOICES:
         raise SvtError(f"unknown precision {requested!r}; choose one of {', '.join(CHOICES)}")
-    plans: dict[str, MemoryPlan] = {}
+    irs: dict[str, IR] = {}
     for precision in (PRECISIONS if requested == "auto" else (requested,)):
         try:
-            plans[precision] = plan_memory(deployed_ir(
-                at_precision(loaded, precision, ds.normalize), ds.input_shape))
+            irs[precision] = deployed_ir(at_precision(loaded, precision, ds.normalize),
+                                         ds.input_shape)
         except SvtError as e:
             if requested != "auto":
                 raise
             log(f"  {precision}: not available for this model ({e})")
+    plans: dict[str, MemoryPlan] = {p: plan_memory(ir) for p, ir in irs.items()}
     order: list[tuple[str, object]] = [(p, p) for p in plans]
     if "int8" in plans and "int4" in plans:
         mix = _mixed(plans["int8"], plans["int4"], budget)
@@ -82,19 +84,30 @@ def choose_precision(loaded: LoadedModel, requested: str, budget: Budget, val, d
     tried, within = [], []
     for label, precision in order:
         candidate = at_precision(loaded, precision, ds.normalize)
-        plan = plans.get(label) or plan_memory(deployed_ir(candidate, ds.input_shape))
+        ir = irs.get(label) or deployed_ir(candidate, ds.input_shape)
+        plan = plans.get(label) or plan_memory(ir)
+        try:
+            fits = budget.fits(plan, ir)
+        except SvtError as e:  # a latency budget without kernel costs for this precision
+            if requested != "auto":
+                raise
+            log(f"  {label}: skipped ({e})")
+            continue
         acc = fp32_accuracy if label == "fp32" else val.check(reference_model(candidate))
         drop = (fp32_accuracy - acc) * 100
-        fits = budget.fits(plan)
+        predicted = (round(budget.instructions(ir, plan))
+                     if budget.latency is not None and budget.fit(plan).fits else None)
         row = {"precision": label, "weight_bytes": plan.weight_bytes,
                "arena_bytes": plan.arena_bytes, "val_accuracy": round(acc, 5),
-               "drop": round(drop, 3), "fits": fits}
+               "drop": round(drop, 3), "fits": fits,
+               **({"instructions": predicted} if predicted is not None else {})}
         if label == MIXED:
             row["int4_layers"] = sorted(k for k, v in precision.items() if v == "int4")
         tried.append(row)
         detail = f" ({len(row['int4_layers'])} largest layers in int4)" if label == MIXED else ""
-        log(f"  {label}{detail}: weights {plan.weight_bytes:,} B, val drop {drop:.2f} pt"
-            + (", meets the budget" if fits else ""))
+        log(f"  {label}{detail}: weights {plan.weight_bytes:,} B, "
+            + (f"predicted {predicted:,} instructions, " if predicted is not None else "")
+            + f"val drop {drop:.2f} pt" + (", meets the budget" if fits else ""))
         if requested != "auto":
             return candidate, acc, tried
         if drop <= budget.max_drop:

@@ -8,6 +8,8 @@ used to report.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from ..memory import plan_memory
 from ..stages import StageCache
 from ..training import train_steps
 from .groups import (Group, discover_groups, group_units, keep_count, pruned_copy, sized_groups,
-                     touching_params)
+                     touching_params, touching_steps)
 from .options import Budget, PruneOptions
 from .precision import at_precision, choose_precision
 from .policies import (State, allocation_passes, check_policy, drop_limit, drop_points,
@@ -38,6 +40,9 @@ class PruneResult:
     finetune: dict | None = None
     pruned_accuracy: float | None = None  # check accuracy before fine-tuning
     before_finetune: State | None = None  # the pruned model before the final fine-tune
+    # under a latency budget: predicted instructions per inference of the model pruning
+    # started from ("start") and of the result ("final")
+    instructions: dict | None = None
 
 
 def _group_row(g: Group, before: State, after: State, rate: float, profiled, measured):
@@ -48,15 +53,39 @@ def _group_row(g: Group, before: State, after: State, rate: float, profiled, mea
             "profiled_drop": profiled, "measured_drop": measured}
 
 
+def _fits(budget: Budget, state: State) -> bool:
+    return budget.fits(state.plan, state.ir)
+
+
+def ranked_groups(cur: State, groups: list[Group], budget: Budget, log
+                  ) -> tuple[list[Group], list[float]]:
+    """The groups in the order a pass prunes them and their sizes (the drop shares): by
+    parameters, largest first, while memory binds; when only the latency budget does, by
+    the predicted instructions of the steps each group shrinks, so the first cuts are the
+    ones that save the most time."""
+    sized = sized_groups(cur.ir, groups)
+    if not budget.only_latency_binds(cur.ir, cur.plan):
+        return sized, [float(g.params) for g in sized]
+    per_step = {s.name: s.instructions
+                for s in budget.predictor.predict(cur.ir, cur.plan).steps}
+    cost = {g.space: sum(per_step[n] for n in touching_steps(cur.ir, cur.plan, g.spaces))
+            for g in sized}
+    log("  only the latency budget binds: groups by the predicted instructions of the "
+        "steps they shrink")
+    ranked = sorted(sized, key=lambda g: (-cost[g.space], g.label))
+    return ranked, [cost[g.space] for g in ranked]
+
+
 def prioritized(start: State, base: State, budget: Budget, val: Validator, profile: dict,
                 log, explored: list, rows: list, groups: list[Group],
                 allocation: str = "proportional") -> State:
-    """The prioritized policy: groups largest first, each pruned as far as its drop
-    allowance (``policies.allocation_passes``) and the profile allow, re-measured, backed
-    off on failure, stopping as soon as the budget is met."""
+    """The prioritized policy: groups largest first (by the instructions they touch when
+    only a latency budget binds), each pruned as far as its drop allowance
+    (``policies.allocation_passes``) and the profile allow, re-measured, backed off on
+    failure, stopping as soon as the budget is met."""
     cur = start
     for i, proportional in enumerate(allocation_passes(allocation)):
-        if i and budget.fits(cur.plan):
+        if i and _fits(budget, cur):
             break
         cur = prioritized_pass(cur, base, budget, val, profile, log, explored, rows, groups,
                                proportional=proportional)
@@ -68,14 +97,14 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
                      proportional: bool = False) -> State:
     """One pass over the groups (sized as in ``start``), largest first."""
     cur = start
-    groups = sized_groups(cur.ir, all_groups)
+    groups, sizes = ranked_groups(cur, all_groups, budget, log)
     for i, g in enumerate(groups):
-        if budget.fits(cur.plan):
+        if _fits(budget, cur):
             break
         spent = drop_points(base, cur.accuracy)
-        limit = drop_limit(groups, i, spent, budget.max_drop, proportional)
+        limit = drop_limit(sizes, i, spent, budget.max_drop, proportional)
         cands = []
-        for row in profile.get(g.space, []):
+        for row in _with_aligned(profile.get(g.space, []), g, budget, cur):
             if row.get("drop") is None or row["keep"] >= g.units:
                 continue
             if spent + row["drop"] <= limit:
@@ -85,13 +114,20 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
             log(f"  {g.label}: every profiled rate would exceed the drop; kept as is")
             rows.append(_group_row(g, cur, cur, 0.0, None, None))
             continue
-        meeting = [c for c in cands if budget.fits(c[3])]
-        if meeting:  # the mildest rate that meets the budget, then milder ones
-            first = min(meeting, key=lambda c: c[0]["rate"])
-            order = [first] + sorted((c for c in cands if c[0]["rate"] < first[0]["rate"]),
-                                     key=lambda c: -c[0]["rate"])
-        else:  # the most aggressive rate within the drop, backing off on failure
-            order = sorted(cands, key=lambda c: -c[0]["rate"])
+        cut = _cut_measure(cur, budget)
+        cands = [c for c in cands if cut(c) > 0]
+        if not cands:
+            log(f"  {g.label}: no profiled rate within the drop saves predicted instructions; "
+                "kept as is")
+            rows.append(_group_row(g, cur, cur, 0.0, None, None))
+            continue
+        meeting = [c for c in cands if budget.fits(c[3], c[2])]
+        if meeting:  # the mildest cut that meets the budget, then milder ones
+            first = min(meeting, key=cut)
+            order = [first] + sorted((c for c in cands if cut(c) < cut(first)),
+                                     key=lambda c: -cut(c))
+        else:  # the largest cut within the drop, backing off on failure
+            order = sorted(cands, key=lambda c: -cut(c))
         accepted = None
         for row, model, ir, plan in order:
             acc = val.check(reference_model(model))
@@ -99,6 +135,7 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
             explored.append({"group": g.label, "rate": round(row["rate"], 4),
                              "keep": row["keep"], "params": plan.params,
                              "weight_bytes": plan.weight_bytes, "arena_bytes": plan.arena_bytes,
+                             **_predicted(budget, ir, plan),
                              "val_accuracy": round(acc, 5), "drop": round(drop, 3),
                              "accepted": drop <= budget.max_drop})
             if drop <= budget.max_drop:
@@ -112,11 +149,54 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
         row, new = accepted
         rows.append(_group_row(g, cur, new, row["rate"], row["drop"],
                                round(drop_points(base, new.accuracy), 3)))
+        predicted = _predicted(budget, new.ir, new.plan)
         log(f"  {g.label}: {g.units} -> {row['keep']} units (rate {row['rate']:.0%}), "
-            f"weights {new.plan.weight_bytes:,} B, val drop "
-            f"{drop_points(base, new.accuracy):.2f} pt")
+            f"weights {new.plan.weight_bytes:,} B, "
+            + (f"predicted {predicted['instructions']:,} instructions, " if predicted else "")
+            + f"val drop {drop_points(base, new.accuracy):.2f} pt")
         cur = new
     return cur
+
+
+def _with_aligned(rows: list[dict], g: Group, budget: Budget, cur: State) -> list[dict]:
+    """The profiled rows and, when only latency binds, each one's keep rounded down to
+    whole passes of the kernels' column add (``width`` channels; 128 -> 115 channels can
+    be slower than 128, 112 is faster). An added row's drop is that of the nearest profiled
+    row at least as aggressive (an upper bound where drops grow with the rate); the
+    candidate is measured before it is taken, as every other."""
+    width = budget.predictor.alignment() if budget.latency is not None else 1
+    if width == 1 or not budget.only_latency_binds(cur.ir, cur.plan):
+        return rows
+    lcm = math.lcm(width, g.step)
+    profiled = {r["keep"] for r in rows}
+    out = list(rows)
+    for r in rows:
+        keep = r["keep"] * g.step // lcm * lcm // g.step
+        bound = [b for b in rows if b["keep"] <= keep and b.get("drop") is not None]
+        if keep < 1 or keep in profiled or not bound:
+            continue
+        profiled.add(keep)
+        out.append({"keep": keep, "rate": 1 - keep / g.units, "aligned": True,
+                    "drop": max(bound, key=lambda b: b["keep"])["drop"]})
+    return out
+
+
+def _cut_measure(cur: State, budget: Budget):
+    """How much a candidate (row, model, ir, plan) cuts: its pruning rate while memory
+    binds; the predicted instructions it saves when only latency does (a narrower layer is
+    not always faster: a column add past its vector width runs a scalar tail)."""
+    if not budget.only_latency_binds(cur.ir, cur.plan):
+        return lambda c: c[0]["rate"]
+    now = budget.instructions(cur.ir, cur.plan)
+    return lambda c: now - budget.instructions(c[2], c[3])
+
+
+def _predicted(budget: Budget, ir, plan) -> dict:
+    """{"instructions": predicted per inference} under a latency budget, else {}. Only a
+    candidate within the memory budget is predicted (the others are out anyway)."""
+    if budget.latency is None or not budget.fit(plan).fits:
+        return {}
+    return {"instructions": round(budget.instructions(ir, plan))}
 
 
 class Pruner:
@@ -197,9 +277,10 @@ class Pruner:
     def run(self) -> PruneResult:
         base, start, budget, o = self.baseline, self.start, self.budget, self.options
         result = PruneResult(state=start, baseline=base)
-        if budget.fits(start.plan):
+        if _fits(budget, start):
             self.log("the model already meets the budget; nothing to prune")
             result.pruned_accuracy = start.accuracy
+            result.instructions = self._instructions(start, start)
             return result
         if self.policy == "uniform":
             result.state = self._uniform(start, result)
@@ -214,13 +295,17 @@ class Pruner:
                                        result.explored, result.groups, self.groups,
                                        self.allocation)
             self.timings["pruning"] = time.time() - t
-        if not budget.fits(result.state.plan):
+        if not _fits(budget, result.state):
             s = result.state
+            predicted = _predicted(budget, s.ir, s.plan)
             raise InfeasibleBudget(
                 f"cannot meet {budget.describe()}: the smallest model reached within the drop "
-                f"has {s.plan.weight_bytes:,} B of weights and a {s.plan.arena_bytes:,} B arena "
-                f"at a {drop_points(base, s.accuracy):.2f} pt validation drop; allow a larger "
-                "--max-drop, add --finetune-epochs, or pick a larger board")
+                f"has {s.plan.weight_bytes:,} B of weights and a {s.plan.arena_bytes:,} B arena"
+                + (f", {predicted['instructions']:,} predicted instructions" if predicted
+                   else "")
+                + f" at a {drop_points(base, s.accuracy):.2f} pt validation drop; allow a "
+                "larger --max-drop, add --finetune-epochs, or pick a larger board"
+                + (" or a longer --max-latency-ms" if budget.latency else ""))
         result.pruned_accuracy = result.pruned_accuracy or result.state.accuracy
         if o.finetune_epochs > 0 and result.finetune is None:
             before = result.before_finetune = result.state
@@ -232,7 +317,19 @@ class Pruner:
                 f"cannot meet {budget.describe()}: the pruned model's validation drop is "
                 f"{drop_points(base, result.state.accuracy):.2f} pt; allow a larger "
                 "--max-drop or more --finetune-epochs")
+        if not _fits(budget, result.state):  # fine-tuning changes the spikes, not the bytes
+            raise InfeasibleBudget(
+                f"cannot meet {budget.describe()}: fine-tuning raised the predicted "
+                f"instructions to {budget.instructions(result.state.ir, result.state.plan):,.0f}"
+                "; allow a longer --max-latency-ms or fine-tune less")
+        result.instructions = self._instructions(start, result.state)
         return result
+
+    def _instructions(self, start: State, final: State) -> dict | None:
+        if self.budget.latency is None:
+            return None
+        return {"start": round(self.budget.instructions(start.ir, start.plan)),
+                "final": round(self.budget.instructions(final.ir, final.plan))}
 
     def _uniform(self, start: State, result: PruneResult) -> State:
         o, base = self.options, self.baseline
@@ -268,12 +365,15 @@ class Pruner:
         itself within the drop."""
         o, base = self.options, self.baseline
         budget, cur, stage = self.budget, self.start, 0
-        while not budget.fits(cur.plan):
+        while not _fits(budget, cur):
             stage += 1
-            target = Budget(
-                flash_bytes=None if budget.flash_bytes is None else max(
+            target = dataclasses.replace(
+                budget, flash_bytes=None if budget.flash_bytes is None else max(
                     budget.flash_bytes, int(cur.plan.weight_bytes * o.stage_shrink)),
-                sram_bytes=budget.sram_bytes, max_drop=budget.max_drop, source=f"stage {stage}")
+                latency=None if budget.latency is None else dataclasses.replace(
+                    budget.latency, max_ms=max(budget.latency.max_ms, budget.latency.ms(
+                        budget.instructions(cur.ir, cur.plan) * o.stage_shrink))),
+                source=f"stage {stage}")
             self.log(f"stage {stage}: prune to {target.describe()}")
             profile = self.profile(cur, budget.max_drop)
             t = time.time()
@@ -282,12 +382,14 @@ class Pruner:
                                  result.explored, rows, self.groups, self.allocation)
             self.timings["pruning"] = self.timings.get("pruning", 0) + time.time() - t
             if pruned.plan.weight_bytes >= cur.plan.weight_bytes and \
-                    pruned.plan.arena_bytes >= cur.plan.arena_bytes:
+                    pruned.plan.arena_bytes >= cur.plan.arena_bytes and \
+                    (budget.latency is None or budget.instructions(pruned.ir, pruned.plan)
+                     >= budget.instructions(cur.ir, cur.plan)):
                 self.log(f"stage {stage}: no group can be pruned further within the drop")
                 return cur
             result.groups.extend(dict(r, stage=stage) for r in rows)
             result.pruned_accuracy = pruned.accuracy
-            if budget.fits(pruned.plan):
+            if _fits(budget, pruned):
                 cur = pruned
                 break
             self.log(f"stage {stage}: recovery fine-tune ({o.recovery_epochs:g} epoch)")
