@@ -195,6 +195,53 @@ def test_a_deeper_cached_profile_serves_a_smaller_drop_exactly():
     assert [r["keep"] for r in _truncated(rows, 3.0)] == [9, 8]
     assert _truncated(rows, 50.0) == rows
 
+    # the precision knob's row survives the truncation of the ladder
+    knob = {"keep": 10, "rate": 0.0, "precision": "int4", "drop": 0.2}
+    assert _truncated(rows + [knob], 3.0) == rows[:2] + [knob]
+
+
+def _candidate(weight_bytes, drop, precision=None, arena_bytes=100):
+    from types import SimpleNamespace
+
+    from svt_deploy.prune.pruner import Candidate
+
+    plan = SimpleNamespace(weight_bytes=weight_bytes, arena_bytes=arena_bytes)
+    return Candidate({"keep": 1, "rate": 0.1}, None, None, plan, drop, precision)
+
+
+def test_the_joint_loop_takes_the_cheapest_bytes_the_budget_still_needs():
+    """With the precision knob among a group's cuts, the order is estimated drop per byte
+    of what the budget still needs: int4 alone first when it is cheaper per byte, even if
+    it leaves the budget to the next group; savings past the budget are worth nothing; a
+    drop below the profile's resolution counts as that resolution."""
+    from types import SimpleNamespace
+
+    from svt_deploy.prune.pruner import try_order
+
+    cur = SimpleNamespace(plan=SimpleNamespace(weight_bytes=1000, arena_bytes=100))
+    budget = Budget(800, None, 3.0)
+
+    def order(cands):
+        saved = {id(c): 1000 - c.plan.weight_bytes for c in cands}
+        return [cands.index(c) for c in try_order(cands, cur, budget,
+                                                  lambda c: saved[id(c)], 0.1)]
+
+    int4 = _candidate(850, 0.1, "int4")  # 150 B for 0.1 pt, misses the budget
+    int4_pruned = _candidate(700, 0.5, "int4")  # 300 B (200 needed) for 0.5 pt
+    pruned = _candidate(790, 1.0)  # 210 B for 1.0 pt
+    assert order([pruned, int4_pruned, int4]) == [2, 1, 0]
+    int4.drop = 0.6  # now 0.004 pt per byte against 0.0025
+    assert order([pruned, int4_pruned, int4]) == [1, 2, 0]
+    # drops below the resolution count as the resolution: the larger saving goes first,
+    # but of two that meet the budget at the same cost, the milder
+    free_small, free_large = _candidate(900, -0.3, "int4"), _candidate(850, 0.0)
+    assert order([free_small, free_large]) == [1, 0]
+    meets_mild, meets_hard = _candidate(790, 0.05, "int4"), _candidate(500, 0.0)
+    assert order([meets_hard, meets_mild]) == [1, 0]
+    # pruning alone keeps PrimeSVT's rule: the mildest cut that meets the budget first
+    mild, hard, short = _candidate(790, 2.0), _candidate(600, 0.1), _candidate(900, 0.0)
+    assert order([hard, short, mild]) == [2, 1]
+
 
 # ----------------------------------------------------------------------------- options, cache
 

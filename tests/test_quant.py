@@ -228,9 +228,10 @@ def test_auto_precision_quantizes_before_pruning(tiny_reference, tmp_path):
     assert abs(json.loads(out.stdout)["accuracy"] - plan["test"]["final"]) < 1e-9
 
 
-def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path):
-    """A budget between the int4 and the int8 bytes: auto keeps int8 and moves the largest
-    layers to int4, as few as the budget needs; the mixed C matches its reference."""
+def test_auto_turns_precision_and_pruning_rate_together(tiny_reference, tmp_path):
+    """A budget between the int4 and the int8 bytes: auto starts from int8 and, group by
+    group (largest first), chooses int4 and/or a pruning rate, each measured before it is
+    taken; the largest group goes first and the mixed C matches its reference."""
     from svt_deploy.ir import extract_ir
     from svt_deploy.loading import load_model
     from svt_deploy.memory import plan_memory
@@ -245,15 +246,18 @@ def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path)
             "100", "--out", str(tmp_path), "-q", check=True)
     plan = json.loads((tmp_path / "prune_plan.json").read_text())
     assert plan["precision"] == "int8+int4"
-    assert [r["precision"] for r in plan["precisions_tried"]][:3] == ["fp32", "int8",
-                                                                      "int8+int4"]
+    assert [r["precision"] for r in plan["precisions_tried"]] == ["fp32", "int8"]
     assert plan["pruned"]["weight_bytes"] <= flash
-    rows = {r["name"]: r for r in plan["layers"]}
-    int4 = [r for r in rows.values() if r["precision"] == "int4"]
-    int8 = [r for r in rows.values() if r["precision"] == "int8"]
-    assert int4 and int8
-    # largest first: every int4 layer held at least as many int8 bytes as any int8 layer
-    assert min(r["params_after"] for r in int4) >= max(r["params_after"] for r in int8)
+    # the largest group was the first one cut, and int4 was among its candidates
+    largest = max(plan["groups"], key=lambda g: g["params_before"])["group"]
+    assert plan["explored"][0]["group"] == largest
+    assert any(e.get("precision") == "int4" for e in plan["explored"])
+    lowered = [g for g in plan["groups"] if g["precision"] == "int4"]
+    assert lowered and any(g["precision"] == "int8" for g in plan["groups"])
+    # a group's precision is that of the layers producing its channels; the head is in none
+    layers = {r["name"]: r["precision"] for r in plan["layers"]}
+    assert set(layers.values()) == {"int8", "int4"}
+    assert layers["head"] == "int8"
     out = run_cli("emulate", "--weights", str(tmp_path / "pruned_model.pt"), "--data",
                   str(data), "--samples", "40", "--out", str(tmp_path / "gen"), "--json", "-q",
                   check=True)
@@ -261,6 +265,32 @@ def test_auto_mixes_int8_and_int4_largest_layers_first(tiny_reference, tmp_path)
     assert result["identical_scores"] == 1.0
     weights_c = (tmp_path / "gen" / "model_weights.c").read_text()
     assert "int4 weight" in weights_c and "int8 weight" in weights_c
+
+
+def test_precision_knob_owns_every_weighted_layer_but_the_head_once(tiny_reference):
+    """Each weighted layer's output channels lie in one group's space, so a group's
+    precision knob sets its producers and no two groups fight over a layer; lowering a
+    group moves exactly those layers from int8 to int4."""
+    from svt_deploy.loading import load_model
+    from svt_deploy.prune.groups import discover_groups
+    from svt_deploy.prune.precision import (at_precision, group_precision, layer_precisions,
+                                            lowered, owned_layers)
+    from svt_deploy.quant.reference import deployed_ir
+
+    weights, _ = tiny_reference
+    loaded = at_precision(load_model(None, weights), "int8", None)
+    ir = deployed_ir(loaded, (1, 28, 28))
+    groups = discover_groups(loaded, ir)
+    owned = [name for g in groups for name in owned_layers(ir, g.spaces)]
+    assert len(owned) == len(set(owned))
+    assert set(layer_precisions(loaded, ir)) - set(owned) == {"head"}
+    g = groups[0]
+    low = lowered(loaded, ir, g.spaces)
+    assert group_precision(low, ir, g.spaces) == "int4"
+    assert {k: v for k, v in low.precision.items() if v == "int4"} == \
+        {name: "int4" for name in owned_layers(ir, g.spaces)}
+    assert lowered(low, ir, g.spaces) is None  # int4 has nowhere lower to go
+    assert all(group_precision(low, ir, o.spaces) == "int8" for o in groups[1:])
 
 
 def _off_grid(loaded, input_shape) -> float:

@@ -12,6 +12,7 @@ from ..memory import plan_memory
 from .groups import Group, group_units, touching_params
 from .importance import SYNAPTIC
 from .options import Budget
+from .precision import group_precision
 from .policies import State
 from .pruner import PruneResult
 
@@ -30,6 +31,7 @@ def summarize_groups(result: PruneResult, groups: list[Group]) -> list[dict]:
                      "units_after": after, "params_before": g.params,
                      "params_after": touching_params(final.ir, g.spaces),
                      "rate": round(1 - after / g.units, 4),
+                     "precision": group_precision(final.loaded, final.ir, g.spaces) or "-",
                      "profiled_drop": first.get("profiled_drop"),
                      "measured_drop": first.get("measured_drop")})
     return rows
@@ -57,15 +59,15 @@ def layer_rows(base_ir: IR, final_ir: IR) -> list[dict]:
 def format_table(result: PruneResult, budget: Budget, groups: list[Group],
                  test: dict | None = None) -> str:
     base, final = result.baseline, result.state
-    lines = [f"{'group':34s} {'units':>11s} {'params':>19s} {'rate':>6s} {'profiled':>9s} "
-             f"{'measured':>9s}"]
+    lines = [f"{'group':34s} {'units':>11s} {'params':>19s} {'rate':>6s} {'weights':>9s} "
+             f"{'profiled':>9s} {'measured':>9s}"]
     lines.append("-" * len(lines[0]))
     for r in summarize_groups(result, groups):
         prof = "-" if r["profiled_drop"] is None else f"{r['profiled_drop']:.2f}"
         meas = "-" if r["measured_drop"] is None else f"{r['measured_drop']:.2f}"
         lines.append(f"{r['group'][:34]:34s} {r['units_before']:>5d} -> {r['units_after']:<3d} "
                      f"{r['params_before']:>8,} -> {r['params_after']:<8,} {r['rate']:>6.0%} "
-                     f"{prof:>9s} {meas:>9s}")
+                     f"{r['precision']:>9s} {prof:>9s} {meas:>9s}")
     lines.append("-" * len(lines[0]))
     lines.append("drops in points on the validation split (profiled: the group alone; "
                  "measured: cumulative)")

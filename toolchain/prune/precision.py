@@ -1,29 +1,34 @@
-"""Weight precision as a budget knob, chosen before any channel is pruned.
+"""Weight precision as a budget knob: the model's starting precision, and the per-group
+precision knob the prioritized loop turns together with each group's pruning rate.
 
-``auto`` tries, on the unpruned model, fp32, then int8, then int8 with its largest layers
-in int4 (largest first, as few as the budget needs), then int4, and keeps the first whose
-integer reference stays within the drop and meets the budget: quantizing costs little
-accuracy (weights are rounded, the arithmetic after them is exact) and divides the bytes
-of every layer it touches by 4 or 8 at once, where pruning removes the bytes of one group
-at a time, each at a measured cost. When no precision meets the budget unpruned, the one
-with the fewest bytes within the drop is pruned further (largest groups first, as ever).
-Every drop is measured against the fp32 model on the validation split.
+``auto`` starts from the unpruned model at fp32 when it meets the budget as it is (the
+user's model, untouched), else at int8 when its integer reference stays within the drop
+(rounding weights to int8 costs almost nothing and divides every layer's bytes by about 4:
+no pruning step comes close), else at fp32. From an int8 start, each group the prioritized
+loop reaches (largest first, as PrimeSVT orders them) may also move the layers that produce
+its channels to int4 (``lower``), alone or together with a pruning rate: the sensitivity
+profile measures both knobs on the validation split, each candidate is checked by its
+integer reference before it is taken and backed off on failure, and the loop stops as
+soon as the budget is met. Every drop is measured against the fp32 model on the
+validation split.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from .. import ops
 from ..errors import SvtError
 from ..ir import IR
 from ..loading import LoadedModel
-from ..memory import MemoryPlan, plan_memory
+from ..memory import plan_memory
 from ..quant.packing import PRECISIONS
+from ..quant.quantize import uniform_precision
 from ..quant.reference import deployed_ir, reference_model
 from .options import Budget
 
 CHOICES = ("auto",) + PRECISIONS
-MIXED = "int8+int4"
+LOWER = {"int8": "int4"}  # the precision a group's layers may move to in the loop
 
 
 def at_precision(loaded: LoadedModel, precision, normalize) -> LoadedModel:
@@ -41,80 +46,83 @@ def precision_label(precision) -> str:
     return "+".join(p for p in PRECISIONS if p in used)
 
 
-def _mixed(int8: MemoryPlan, int4: MemoryPlan, budget: Budget) -> dict[str, str] | None:
-    """int8 with the layers holding the most int8 bytes in int4, largest first, until the
-    weights meet the flash budget (None when int8 already does or int4 does not)."""
-    if budget.flash_bytes is None:
+def owned_layers(ir: IR, spaces) -> list[str]:
+    """The weighted layers whose output channels lie in ``spaces``: the layers a group's
+    precision knob sets (every weighted layer has one output space, so no two groups
+    share one; the head's classes belong to none)."""
+    spaces = set(spaces)
+    return [n.name for n in ir.nodes
+            if n.op != "input" and ops.get(n.op).has_weights and n.space in spaces]
+
+
+def layer_precisions(loaded: LoadedModel, ir: IR) -> dict[str, str]:
+    """layer -> precision of ``loaded`` (a uniform precision spelled out per layer)."""
+    p = loaded.precision
+    return uniform_precision(ir, p) if isinstance(p, str) else dict(p)
+
+
+def group_precision(loaded: LoadedModel, ir: IR, spaces) -> str | None:
+    """The precision of the layers a group owns (None when it owns none)."""
+    layers = owned_layers(ir, spaces)
+    if not layers:
         return None
-    bytes4 = {s.name: s.weight_bytes for s in int4.steps}
-    layers = sorted((s for s in int8.steps if s.params), key=lambda s: -s.weight_bytes)
-    total = int8.weight_bytes
-    chosen = {s.name: "int8" for s in layers}
-    for s in layers:
-        if total <= budget.flash_bytes:
-            break
-        chosen[s.name] = "int4"
-        total -= s.weight_bytes - bytes4[s.name]
-    if total > budget.flash_bytes or "int4" not in chosen.values():
+    per_layer = layer_precisions(loaded, ir)
+    return precision_label({name: per_layer[name] for name in layers})
+
+
+def lowered(loaded: LoadedModel, ir: IR, spaces) -> LoadedModel | None:
+    """``loaded`` with the layers a group owns moved one precision down (int8 -> int4;
+    shared weights), or None when the knob has nowhere to go."""
+    current = group_precision(loaded, ir, spaces)
+    if current not in LOWER:
         return None
-    return chosen
+    per_layer = layer_precisions(loaded, ir)
+    per_layer.update({name: LOWER[current] for name in owned_layers(ir, spaces)})
+    precision = next(iter(set(per_layer.values()))) if len(set(per_layer.values())) == 1 \
+        else per_layer
+    return dataclasses.replace(loaded, precision=precision)
 
 
 def choose_precision(loaded: LoadedModel, requested: str, budget: Budget, val, ds,
                      fp32_accuracy: float, log) -> tuple[LoadedModel, float, list[dict]]:
-    """(the model at the chosen precision, its validation accuracy, one row per precision
-    tried) for ``requested`` (auto or a precision)."""
+    """(the model at its starting precision, its validation accuracy, one row per
+    precision tried) for ``requested`` (auto or a precision)."""
     if requested not in CHOICES:
         raise SvtError(f"unknown precision {requested!r}; choose one of {', '.join(CHOICES)}")
-    irs: dict[str, IR] = {}
-    for precision in (PRECISIONS if requested == "auto" else (requested,)):
+    tried = []
+    for precision in (("fp32", "int8") if requested == "auto" else (requested,)):
+        candidate = at_precision(loaded, precision, ds.normalize)
         try:
-            irs[precision] = deployed_ir(at_precision(loaded, precision, ds.normalize),
-                                         ds.input_shape)
+            ir = deployed_ir(candidate, ds.input_shape)
         except SvtError as e:
             if requested != "auto":
                 raise
             log(f"  {precision}: not available for this model ({e})")
-    plans: dict[str, MemoryPlan] = {p: plan_memory(ir) for p, ir in irs.items()}
-    order: list[tuple[str, object]] = [(p, p) for p in plans]
-    if "int8" in plans and "int4" in plans:
-        mix = _mixed(plans["int8"], plans["int4"], budget)
-        if mix is not None:
-            order.insert(order.index(("int8", "int8")) + 1, (MIXED, mix))
-    tried, within = [], []
-    for label, precision in order:
-        candidate = at_precision(loaded, precision, ds.normalize)
-        ir = irs.get(label) or deployed_ir(candidate, ds.input_shape)
-        plan = plans.get(label) or plan_memory(ir)
+            continue
+        plan = plan_memory(ir)
         try:
             fits = budget.fits(plan, ir)
         except SvtError as e:  # a latency budget without kernel costs for this precision
             if requested != "auto":
                 raise
-            log(f"  {label}: skipped ({e})")
+            log(f"  {precision}: skipped ({e})")
             continue
-        acc = fp32_accuracy if label == "fp32" else val.check(reference_model(candidate))
+        acc = fp32_accuracy if precision == "fp32" else val.check(reference_model(candidate))
         drop = (fp32_accuracy - acc) * 100
         predicted = (round(budget.instructions(ir, plan))
                      if budget.latency is not None and budget.fit(plan).fits else None)
-        row = {"precision": label, "weight_bytes": plan.weight_bytes,
-               "arena_bytes": plan.arena_bytes, "val_accuracy": round(acc, 5),
-               "drop": round(drop, 3), "fits": fits,
-               **({"instructions": predicted} if predicted is not None else {})}
-        if label == MIXED:
-            row["int4_layers"] = sorted(k for k, v in precision.items() if v == "int4")
-        tried.append(row)
-        detail = f" ({len(row['int4_layers'])} largest layers in int4)" if label == MIXED else ""
-        log(f"  {label}{detail}: weights {plan.weight_bytes:,} B, "
+        tried.append({"precision": precision, "weight_bytes": plan.weight_bytes,
+                      "arena_bytes": plan.arena_bytes, "val_accuracy": round(acc, 5),
+                      "drop": round(drop, 3), "fits": fits,
+                      **({"instructions": predicted} if predicted is not None else {})})
+        log(f"  {precision}: weights {plan.weight_bytes:,} B, "
             + (f"predicted {predicted:,} instructions, " if predicted is not None else "")
             + f"val drop {drop:.2f} pt" + (", meets the budget" if fits else ""))
-        if requested != "auto":
+        if requested != "auto" or (precision == "fp32" and fits):
             return candidate, acc, tried
-        if drop <= budget.max_drop:
-            if fits:
-                return candidate, acc, tried
-            within.append((plan.weight_bytes, candidate, acc))
-    if not within:
-        return at_precision(loaded, "fp32", None), fp32_accuracy, tried
-    _, best, acc = min(within, key=lambda w: w[0])
-    return best, acc, tried
+        if precision == "int8" and drop <= budget.max_drop:
+            if not fits:
+                log("  int8 misses the budget: each group may also go to int4 while it is "
+                    "pruned")
+            return candidate, acc, tried
+    return at_precision(loaded, "fp32", None), fp32_accuracy, tried

@@ -1,7 +1,9 @@
 """Sensitivity profiling on the validation split (never the test split).
 
 The sensitivity of a group at a rate is the accuracy drop (points, on the profile subset
-of the validation split) of pruning that group alone at that rate. Profiles are cached
+of the validation split) of pruning that group alone at that rate. When the precision knob
+is on (``auto`` from int8), each group also gets the drop of moving its layers alone to
+int4, unpruned: a row ``{"keep": units, "rate": 0, "precision": "int4", "drop": ...}``. Profiles are cached
 through the keyed ``StageCache`` (``sensitivity-<key>.json``), and so is every measured
 cell on its own (``sensitivity-<key>.cells/``), so an interrupted profiling resumes where
 it stopped. Under torchrun the groups are shared out through a work queue.
@@ -23,6 +25,7 @@ from ..runtime import current
 from ..stages import StageCache, stage_key
 from .groups import Group, keep_count, pruned_copy
 from .options import LADDER
+from .precision import LOWER, group_precision, lowered
 
 NOISE_ALLOWANCE = 1.0  # points: keep climbing the ladder a little past max_drop (noisy subsets)
 
@@ -71,20 +74,23 @@ class ProfileOptions:
 
     samples: int  # profile-subset images actually measured
     ladder: tuple[float, ...] = LADDER
+    precision_knob: bool = False  # also each group's layers one precision down
 
 
 _PROFILE_CALLS = itertools.count()  # names each profiling's work queue in a torchrun job
 
 
-def profile_key(loaded: LoadedModel, val: Validator, ladder=LADDER) -> str:
+def profile_key(loaded: LoadedModel, val: Validator, ladder=LADDER,
+                precision_knob: bool = False) -> str:
     """Cache key of the profile of ``loaded`` on ``val``'s profile subset."""
-    return stage_key("sensitivity", ProfileOptions(val.profile_samples, tuple(ladder)),
+    return stage_key("sensitivity", ProfileOptions(val.profile_samples, tuple(ladder),
+                                                   precision_knob),
                      loaded.fingerprint(), val.ds.fingerprint())
 
 
 def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: Validator,
                         max_drop: float, cache: StageCache | None, ladder=LADDER,
-                        progress=None) -> dict[str, list[dict]]:
+                        progress=None, precision_knob: bool = False) -> dict[str, list[dict]]:
     """Accuracy drop (points, profile subset) of pruning each group alone at each rate.
 
     A group's ladder stops early once the drop is well past ``max_drop``: more
@@ -96,7 +102,7 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
     stop depends on its own rows) and the rows gathered on every rank.
     """
     rt = current()
-    key = profile_key(loaded, val, ladder)
+    key = profile_key(loaded, val, ladder, precision_knob)
     if cache is not None:
         cached = cache.agreed("sensitivity", key,
                               valid=lambda r: r.get("max_drop", -1) >= max_drop)
@@ -105,14 +111,16 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
                     for space, rows in cached["groups"].items()}
     cells = cache.cells("sensitivity", key) if cache is not None else None
 
-    def measure(g: Group, k: int) -> dict:
-        """Accuracy of ``g`` pruned to ``k`` units (or why it cannot be), cached."""
+    def measure(g: Group, k: int | str) -> dict:
+        """Accuracy of ``g`` pruned to ``k`` units, or with its layers at precision ``k``
+        (or why it cannot be), cached."""
         name = hashlib.sha1(g.space.encode()).hexdigest()[:12]
         cell = cells.get(name, str(k)) if cells is not None else None
         if cell is not None:
             return cell
         try:
-            model, _ = pruned_copy(loaded, ir, g, k)
+            model = lowered(loaded, ir, g.spaces) if isinstance(k, str) \
+                else pruned_copy(loaded, ir, g, k)[0]
             cell = {"accuracy": val.profile(reference_model(model))}
         except SvtError as e:
             cell = {"error": str(e)}
@@ -140,6 +148,13 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
             rows.append({"keep": k, "rate": 1 - k / g.units, "drop": round(drop, 3)})
             if drop > max_drop + NOISE_ALLOWANCE:
                 break
+        lower = LOWER.get(group_precision(loaded, ir, g.spaces)) if precision_knob else None
+        if lower is not None:
+            cell = measure(g, lower)
+            rows.append({"keep": g.units, "rate": 0.0, "precision": lower,
+                         "drop": None if "error" in cell
+                         else round((base - cell["accuracy"]) * 100, 3),
+                         **({"error": cell["error"]} if "error" in cell else {})})
         return rows
 
     if rt.distributed:
@@ -156,9 +171,11 @@ def profile_sensitivity(loaded: LoadedModel, ir: IR, groups: list[Group], val: V
 
 
 def _truncated(rows: list[dict], max_drop: float) -> list[dict]:
-    """The rows a profile for ``max_drop`` would have measured: up to the first one past
-    the drop (the ladder stops there)."""
-    for i, r in enumerate(rows):
+    """The rows a profile for ``max_drop`` would have measured: the ladder up to the first
+    one past the drop (it stops there), and the precision row."""
+    ladder = [r for r in rows if "precision" not in r]
+    knob = [r for r in rows if "precision" in r]
+    for i, r in enumerate(ladder):
         if r["drop"] is None or r["drop"] > max_drop + NOISE_ALLOWANCE:
-            return rows[:i + 1]
+            return ladder[:i + 1] + knob
     return rows

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import Dataset
-from ..errors import InfeasibleBudget
+from ..errors import InfeasibleBudget, SvtError
 from ..quant.aware import quantization_aware
 from ..quant.reference import deployed_ir, reference_model
 from ..loading import LoadedModel
-from ..memory import plan_memory
+from ..ir import IR
+from ..memory import MemoryPlan, plan_memory
 from ..stages import StageCache
 from ..training import train_steps
 from .groups import (Group, discover_groups, group_units, keep_count, pruned_copy, sized_groups,
                      touching_params, touching_steps)
 from .options import Budget, PruneOptions
-from .precision import at_precision, choose_precision
+from .precision import at_precision, choose_precision, group_precision, lowered
 from .policies import (State, allocation_passes, check_policy, drop_limit, drop_points,
                        state_of, uniform_rate_state)
 from .profile import Validator, profile_sensitivity
@@ -48,6 +49,8 @@ class PruneResult:
 def _group_row(g: Group, before: State, after: State, rate: float, profiled, measured):
     return {"group": g.label, "space": g.space, "units_before": group_units(before.ir, g),
             "units_after": group_units(after.ir, g),
+            "precision_before": group_precision(before.loaded, before.ir, g.spaces),
+            "precision_after": group_precision(after.loaded, after.ir, g.spaces),
             "params_before": touching_params(before.ir, g.spaces),
             "params_after": touching_params(after.ir, g.spaces), "rate": round(rate, 4),
             "profiled_drop": profiled, "measured_drop": measured}
@@ -92,6 +95,84 @@ def prioritized(start: State, base: State, budget: Budget, val: Validator, profi
     return cur
 
 
+@dataclass
+class Candidate:
+    """One way to cut a group: a profiled pruning rate, optionally with the group's layers
+    one precision down (``precision``), and its estimated drop (the profile's, the two
+    knobs' drops added)."""
+
+    row: dict  # the profile row of its pruning rate
+    loaded: LoadedModel
+    ir: IR
+    plan: MemoryPlan
+    drop: float
+    precision: str | None = None  # the group's layers' new precision (None: unchanged)
+
+    @property
+    def rate(self) -> float:
+        return self.row["rate"]
+
+
+def candidates(cur: State, g: Group, rows: list[dict], budget: Budget, spent: float,
+               limit: float, log) -> list[Candidate]:
+    """Every cut of ``g`` whose estimated drop stays within ``limit``: each profiled rate
+    and, where the profile measured the precision knob, each rate (none included) with the
+    group's layers one precision down."""
+    ladder = [r for r in rows if "precision" not in r and r.get("drop") is not None]
+    knob = next((r for r in rows if "precision" in r and r.get("drop") is not None), None)
+    out = []
+    for row in ladder:
+        if row["keep"] < g.units and spent + row["drop"] <= limit:
+            model, ir = pruned_copy(cur.loaded, cur.ir, g, row["keep"])
+            out.append(Candidate(row, model, ir, plan_memory(ir), row["drop"]))
+    lower = lowered(cur.loaded, cur.ir, g.spaces) if knob is not None else None
+    if lower is None or budget.only_latency_binds(cur.ir, cur.plan):
+        return out  # (a group lowered in an earlier pass keeps its profile's knob row)
+    for row in [{"keep": g.units, "rate": 0.0, "drop": 0.0}] + ladder:
+        drop = row["drop"] + knob["drop"]
+        if spent + drop > limit:
+            continue
+        if row["keep"] < g.units:
+            model, ir = pruned_copy(lower, cur.ir, g, row["keep"])
+        else:
+            model, ir = lower, deployed_ir(lower, cur.ir.input_shape)
+        c = Candidate(row, model, ir, plan_memory(ir), drop, knob["precision"])
+        try:
+            budget.fits(c.plan, c.ir)
+        except SvtError as e:  # no kernel costs at that precision under a latency budget
+            log(f"  {g.label}: {knob['precision']} not considered ({e})")
+            break
+        out.append(c)
+    return out
+
+
+def try_order(cands: list[Candidate], cur: State, budget: Budget, cut,
+              resolution: float) -> list[Candidate]:
+    """The order candidates are measured in until one stays within the drop.
+
+    Pruning alone (PrimeSVT): the mildest cut that meets the budget, then milder ones; or,
+    when none meets it, the largest cut first. With the precision knob among them, the
+    cheapest bytes first: by estimated drop per byte of what the budget still needs
+    (savings past the budget are worth nothing; a drop below ``resolution``, one image of
+    the profile subset, counts as that; equal costs: the milder cut), so a group goes to
+    int4 alone when that is cheaper than also pruning it, and the next groups cut the
+    rest."""
+    if any(c.precision for c in cands):
+        fit = budget.fit(cur.plan)
+
+        def cost(c: Candidate) -> float:
+            needed = (min(cur.plan.weight_bytes - c.plan.weight_bytes, fit.flash_over)
+                      + min(cur.plan.arena_bytes - c.plan.arena_bytes, fit.sram_over))
+            return max(c.drop, resolution) / needed if needed > 0 else float("inf")
+        return sorted(cands, key=lambda c: (cost(c), cut(c)))  # ties: the milder cut
+    meeting = [c for c in cands if budget.fits(c.plan, c.ir)]
+    others = sorted((c for c in cands if c not in meeting), key=lambda c: -cut(c))
+    if not meeting:
+        return others
+    first = min(meeting, key=cut)
+    return [first] + [c for c in others if cut(c) < cut(first)]
+
+
 def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
                      profile: dict, log, explored: list, rows: list, all_groups: list[Group],
                      proportional: bool = False) -> State:
@@ -103,13 +184,8 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
             break
         spent = drop_points(base, cur.accuracy)
         limit = drop_limit(sizes, i, spent, budget.max_drop, proportional)
-        cands = []
-        for row in _with_aligned(profile.get(g.space, []), g, budget, cur):
-            if row.get("drop") is None or row["keep"] >= g.units:
-                continue
-            if spent + row["drop"] <= limit:
-                model, ir = pruned_copy(cur.loaded, cur.ir, g, row["keep"])
-                cands.append((row, model, ir, plan_memory(ir)))
+        cands = candidates(cur, g, _with_aligned(profile.get(g.space, []), g, budget, cur),
+                           budget, spent, limit, log)
         if not cands:
             log(f"  {g.label}: every profiled rate would exceed the drop; kept as is")
             rows.append(_group_row(g, cur, cur, 0.0, None, None))
@@ -117,45 +193,44 @@ def prioritized_pass(start: State, base: State, budget: Budget, val: Validator,
         cut = _cut_measure(cur, budget)
         cands = [c for c in cands if cut(c) > 0]
         if not cands:
-            log(f"  {g.label}: no profiled rate within the drop saves predicted instructions; "
+            log(f"  {g.label}: no profiled cut within the drop saves what the budget needs; "
                 "kept as is")
             rows.append(_group_row(g, cur, cur, 0.0, None, None))
             continue
-        meeting = [c for c in cands if budget.fits(c[3], c[2])]
-        if meeting:  # the mildest cut that meets the budget, then milder ones
-            first = min(meeting, key=cut)
-            order = [first] + sorted((c for c in cands if cut(c) < cut(first)),
-                                     key=lambda c: -cut(c))
-        else:  # the largest cut within the drop, backing off on failure
-            order = sorted(cands, key=lambda c: -cut(c))
         accepted = None
-        for row, model, ir, plan in order:
-            acc = val.check(reference_model(model))
+        for c in try_order(cands, cur, budget, cut, 100 / val.profile_samples):
+            acc = val.check(reference_model(c.loaded))
             drop = drop_points(base, acc)
-            explored.append({"group": g.label, "rate": round(row["rate"], 4),
-                             "keep": row["keep"], "params": plan.params,
-                             "weight_bytes": plan.weight_bytes, "arena_bytes": plan.arena_bytes,
-                             **_predicted(budget, ir, plan),
+            explored.append({"group": g.label, "rate": round(c.rate, 4), "keep": c.row["keep"],
+                             **({"precision": c.precision} if c.precision else {}),
+                             "params": c.plan.params, "weight_bytes": c.plan.weight_bytes,
+                             "arena_bytes": c.plan.arena_bytes,
+                             **_predicted(budget, c.ir, c.plan),
                              "val_accuracy": round(acc, 5), "drop": round(drop, 3),
                              "accepted": drop <= budget.max_drop})
             if drop <= budget.max_drop:
-                accepted = (row, State(model, ir, plan, acc))
+                accepted = (c, State(c.loaded, c.ir, c.plan, acc))
                 break
-            log(f"  {g.label}: rate {row['rate']:.0%} measured {drop:.2f} pt > "
+            log(f"  {g.label}: {_describe(c)} measured {drop:.2f} pt > "
                 f"{budget.max_drop:g}; backing off")
         if accepted is None:
-            rows.append(_group_row(g, cur, cur, 0.0, cands[0][0]["drop"], None))
+            rows.append(_group_row(g, cur, cur, 0.0, cands[0].drop, None))
             continue
-        row, new = accepted
-        rows.append(_group_row(g, cur, new, row["rate"], row["drop"],
+        c, new = accepted
+        rows.append(_group_row(g, cur, new, c.rate, c.drop,
                                round(drop_points(base, new.accuracy), 3)))
         predicted = _predicted(budget, new.ir, new.plan)
-        log(f"  {g.label}: {g.units} -> {row['keep']} units (rate {row['rate']:.0%}), "
+        log(f"  {g.label}: {g.units} -> {c.row['keep']} units (rate {c.rate:.0%}"
+            + (f", layers in {c.precision}" if c.precision else "") + "), "
             f"weights {new.plan.weight_bytes:,} B, "
             + (f"predicted {predicted['instructions']:,} instructions, " if predicted else "")
             + f"val drop {drop_points(base, new.accuracy):.2f} pt")
         cur = new
     return cur
+
+
+def _describe(c: Candidate) -> str:
+    return f"rate {c.rate:.0%}" + (f" in {c.precision}" if c.precision else "")
 
 
 def _with_aligned(rows: list[dict], g: Group, budget: Budget, cur: State) -> list[dict]:
@@ -170,7 +245,7 @@ def _with_aligned(rows: list[dict], g: Group, budget: Budget, cur: State) -> lis
     lcm = math.lcm(width, g.step)
     profiled = {r["keep"] for r in rows}
     out = list(rows)
-    for r in rows:
+    for r in (r for r in rows if "precision" not in r):
         keep = r["keep"] * g.step // lcm * lcm // g.step
         bound = [b for b in rows if b["keep"] <= keep and b.get("drop") is not None]
         if keep < 1 or keep in profiled or not bound:
@@ -182,13 +257,17 @@ def _with_aligned(rows: list[dict], g: Group, budget: Budget, cur: State) -> lis
 
 
 def _cut_measure(cur: State, budget: Budget):
-    """How much a candidate (row, model, ir, plan) cuts: its pruning rate while memory
-    binds; the predicted instructions it saves when only latency does (a narrower layer is
-    not always faster: a column add past its vector width runs a scalar tail)."""
+    """How much a candidate cuts: the bytes it saves where the memory budget binds (weights
+    when flash does, the arena when SRAM does); the predicted instructions it saves when
+    only latency does (a narrower layer is not always faster: a column add past its vector
+    width runs a scalar tail)."""
     if not budget.only_latency_binds(cur.ir, cur.plan):
-        return lambda c: c[0]["rate"]
+        fit = budget.fit(cur.plan)
+        flash, sram = fit.flash_over > 0, fit.sram_over > 0
+        return lambda c: (flash * (cur.plan.weight_bytes - c.plan.weight_bytes)
+                          + sram * (cur.plan.arena_bytes - c.plan.arena_bytes))
     now = budget.instructions(cur.ir, cur.plan)
-    return lambda c: now - budget.instructions(c[2], c[3])
+    return lambda c: now - budget.instructions(c.ir, c.plan)
 
 
 def _predicted(budget: Budget, ir, plan) -> dict:
@@ -230,6 +309,8 @@ class Pruner:
         log(f"weight precision ({options.precision}):")
         loaded, accuracy, self.precisions = choose_precision(
             fp32, options.precision, budget, self.val, ds, fp32_accuracy, log)
+        # auto from int8: each group's layers may also go to int4 as it is pruned
+        self.precision_knob = options.precision == "auto" and loaded.precision == "int8"
         ir = deployed_ir(loaded, ds.input_shape)
         # drops and savings are measured from the fp32 model; pruning starts from the
         # model at the chosen precision
@@ -244,7 +325,8 @@ class Pruner:
         t = time.time()
         groups = sized_groups(state.ir, self.groups)
         prof = profile_sensitivity(state.loaded, state.ir, groups, self.val, max_drop,
-                                   self.cache, self.ladder, self.progress)
+                                   self.cache, self.ladder, self.progress,
+                                   precision_knob=self.precision_knob)
         self.timings["profiling"] = self.timings.get("profiling", 0) + time.time() - t
         return prof
 
