@@ -9,11 +9,13 @@ Cells: precision {fp32, int8, int4, auto} x cut {0, 26.7, 50, 75} % x {no fine-t
 fine-tuning}. For fp32/int8/int4 the cut is PrimeSVT pruning of that precision's own
 weight bytes (a fraction of the parameters), run under ``--max-drop`` and, where it cannot
 reach the cut within it, with the drop limit raised step by step (noted in the table). For
-auto the budget is the cut of the fp32 bytes and the engine chooses the precision (and
-prunes only when no precision meets the budget unpruned). Memory saved is always against
+auto the budget is the cut of the fp32 bytes and the engine chooses each group's
+precision together with its pruning rate. Memory saved is always against
 the fp32 baseline's weight bytes. Accuracy: the test split (the integer models measured
 by their PyTorch integer reference, which the C matches score for score); every decision
-uses the validation split. Finished cells are cached, so an interrupted run resumes.
+uses the validation split. Finished cells are cached, so an interrupted run resumes;
+``--reuse`` takes cells of the named precisions from an earlier run's JSON instead (marked
+in the table), when its sampling, drop and fine-tuning settings are these.
 Writes a markdown table to stdout, the rows to docs/joint_compare.json and a plot to
 docs/joint_compare.png.
 """
@@ -75,6 +77,9 @@ def main() -> int:
                    help="full-pipeline output directories (out/BOARD) of the same model: "
                         "adds a row from each report.json")
     p.add_argument("--cache", default=str(REPO / "out" / "bench" / ".cache"))
+    p.add_argument("--reuse", nargs="+", metavar=("JSON", "PRECISION"), default=None,
+                   help="an earlier run's JSON and the precisions whose cells it supplies "
+                        "(e.g. after a change that only concerns auto)")
     p.add_argument("--table-only", action="store_true",
                    help="print the table of the cells finished so far; compute nothing")
     p.add_argument("--json-out", default=str(REPO / "docs" / "joint_compare.json"))
@@ -92,6 +97,7 @@ def main() -> int:
     ft_cuts = args.finetune_cuts if args.finetune_cuts is not None else \
         [c for c in args.cuts if c > 0]
     cells = StageCache(cache)
+    reused = reusable(args, sampling)
     rows, missing = [], []
     for precision in args.precisions:
         for cut in args.cuts:
@@ -101,13 +107,14 @@ def main() -> int:
                 key = stage_key(fp32.fingerprint(), ds.fingerprint(), precision, cut, ft,
                                 args.max_drop, args.escalation, args.finetune_samples,
                                 args.test_samples, sampling)
-                row = cells.get(name, key)
+                row = cells.get(name, key) or reused.get((precision, cut, ft))
                 if row is None and args.table_only:
                     missing.append(f"{precision} {cut:g} % ft={ft:g}")
                     continue
                 if row is None:
                     row = run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc,
                                    precision, cut, ft)
+                    row["measured"] = time.strftime("%Y-%m-%d")
                     cells.put(name, key, row)
                     print(f"# {row}", file=sys.stderr, flush=True)
                 rows.append(row)
@@ -122,6 +129,24 @@ def main() -> int:
     if rows:
         plot(out, Path(args.plot))
     return 0
+
+
+def reusable(args, sampling: dict) -> dict:
+    """(precision, cut, fine-tuning epochs) -> row of the ``--reuse`` JSON, for its named
+    precisions; refused (one line) when that run's settings differ from these."""
+    if not args.reuse:
+        return {}
+    if len(args.reuse) < 2:
+        sys.exit("--reuse takes a JSON file and at least one precision")
+    path, precisions = Path(args.reuse[0]), set(args.reuse[1:])
+    old = json.loads(path.read_text())
+    mine = {"max_drop": args.max_drop, "finetune_epochs": args.finetune_epochs,
+            "finetune_samples": args.finetune_samples, **sampling}
+    differ = {k: (old.get(k), v) for k, v in mine.items() if old.get(k) != v}
+    if differ:
+        sys.exit(f"--reuse {path}: that run's settings differ ({differ}); rerun those cells")
+    return {(r["precision"], r["cut_pct"], r["finetune_epochs"]):
+            {"reused_from": path.name, **r} for r in old["rows"] if r["precision"] in precisions}
 
 
 def run_cell(fp32, ds, args, cache, sampling, base_weights, base_acc, precision, cut,
@@ -219,7 +244,8 @@ def print_table(out: dict) -> None:
         ft = f"{r['finetune_epochs']:g} ep" if r["finetune_epochs"] else "none"
         if r.get("infeasible"):
             print(f"| {r['precision']} | {r['cut_pct']:g} % | {ft} | - | - | - | - | "
-                  f"infeasible up to a {r['max_drop_tried']:g} pt validation drop |")
+                  f"infeasible up to a {r['max_drop_tried']:g} pt validation drop"
+                  + (f"; from {r['reused_from']}" if "reused_from" in r else "") + " |")
             continue
         notes = []
         if r["precision"] == "auto":
@@ -229,6 +255,9 @@ def print_table(out: dict) -> None:
                          f"{r['max_drop_used']:g}")
         if "test_accuracy_before_ft" in r:
             notes.append(f"before FT {r['test_accuracy_before_ft'] * 100:.2f} %")
+        if "reused_from" in r:
+            notes.append(f"from {r['reused_from']}"
+                         + (f" ({r['measured']})" if "measured" in r else ""))
         print(f"| {r['precision']} | {r['cut_pct']:g} % | {ft} | {r['weight_bytes']:,} B | "
               f"{r['saved_pct']:.1f} % | {r['test_accuracy'] * 100:.2f} % | "
               f"{r['drop_pt']:+.2f} | {'; '.join(notes)} |")
