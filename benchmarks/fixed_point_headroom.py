@@ -76,7 +76,8 @@ def main() -> int:
                 ir = deployed_ir(model, ds.input_shape)
             pred = predict(IntegerReference(ir), ds, x).argmax(1)
             base = pred if base is None else base
-            rows[label] = {"layers": sorted(layers), "accuracy": round(float((pred == y).mean()), 5),
+            rows[label] = {"layers": sorted(layers),
+                           "accuracy": round(float((pred == y).mean()), 5),
                            "predictions_that_differ": int((pred != base).sum())}
             print(f"{precision} {label}: validation accuracy {rows[label]['accuracy']:.2%}, "
                   f"{rows[label]['predictions_that_differ']} of {len(y)} predictions differ "

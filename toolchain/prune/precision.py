@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import ops
 from ..errors import SvtError
 from ..ir import IR
 from ..loading import LoadedModel
@@ -50,9 +49,8 @@ def owned_layers(ir: IR, spaces) -> list[str]:
     """The weighted layers whose output channels lie in ``spaces``: the layers a group's
     precision knob sets (every weighted layer has one output space, so no two groups
     share one; the head's classes belong to none)."""
-    spaces = set(spaces)
-    return [n.name for n in ir.nodes
-            if n.op != "input" and ops.get(n.op).has_weights and n.space in spaces]
+    spaces, weighted = set(spaces), uniform_precision(ir, "fp32")
+    return [n.name for n in ir.nodes if n.name in weighted and n.space in spaces]
 
 
 def layer_precisions(loaded: LoadedModel, ir: IR) -> dict[str, str]:
@@ -78,9 +76,8 @@ def lowered(loaded: LoadedModel, ir: IR, spaces) -> LoadedModel | None:
         return None
     per_layer = layer_precisions(loaded, ir)
     per_layer.update({name: LOWER[current] for name in owned_layers(ir, spaces)})
-    precision = next(iter(set(per_layer.values()))) if len(set(per_layer.values())) == 1 \
-        else per_layer
-    return dataclasses.replace(loaded, precision=precision)
+    used = set(per_layer.values())
+    return dataclasses.replace(loaded, precision=used.pop() if len(used) == 1 else per_layer)
 
 
 def choose_precision(loaded: LoadedModel, requested: str, budget: Budget, val, ds,

@@ -3,10 +3,10 @@
 The sensitivity of a group at a rate is the accuracy drop (points, on the profile subset
 of the validation split) of pruning that group alone at that rate. When the precision knob
 is on (``auto`` from int8), each group also gets the drop of moving its layers alone to
-int4, unpruned: a row ``{"keep": units, "rate": 0, "precision": "int4", "drop": ...}``. Profiles are cached
-through the keyed ``StageCache`` (``sensitivity-<key>.json``), and so is every measured
-cell on its own (``sensitivity-<key>.cells/``), so an interrupted profiling resumes where
-it stopped. Under torchrun the groups are shared out through a work queue.
+int4, unpruned: a row ``{"keep": units, "rate": 0, "precision": "int4", "drop": ...}``.
+Profiles are cached through the keyed ``StageCache`` (``sensitivity-<key>.json``), and so
+is every measured cell on its own (``sensitivity-<key>.cells/``), so an interrupted
+profiling resumes where it stopped. Under torchrun the groups are shared out through a work queue.
 """
 
 from __future__ import annotations
