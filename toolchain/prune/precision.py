@@ -22,7 +22,7 @@ from ..ir import IR
 from ..loading import LoadedModel
 from ..memory import plan_memory
 from ..quant.packing import PRECISIONS
-from ..quant.quantize import uniform_precision
+from ..quant.quantize import uniform_precision, weighted_layers
 from ..quant.reference import deployed_ir, reference_model
 from .options import Budget
 
@@ -49,7 +49,7 @@ def owned_layers(ir: IR, spaces) -> list[str]:
     """The weighted layers whose output channels lie in ``spaces``: the layers a group's
     precision knob sets (every weighted layer has one output space, so no two groups
     share one; the head's classes belong to none)."""
-    spaces, weighted = set(spaces), uniform_precision(ir, "fp32")
+    weighted, spaces = set(weighted_layers(ir)), set(spaces)
     return [n.name for n in ir.nodes if n.name in weighted and n.space in spaces]
 
 

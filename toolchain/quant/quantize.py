@@ -10,12 +10,16 @@ from .integer import InputQuant, Quantizer
 from .packing import PRECISIONS
 
 
+def weighted_layers(ir: IR) -> list[str]:
+    """The layers with weights (the ones a precision applies to), in graph order."""
+    return [n.name for n in ir.nodes if n.op != "input" and ops.get(n.op).has_weights]
+
+
 def uniform_precision(ir: IR, precision: str) -> dict[str, str]:
     """Every weighted layer at ``precision``."""
     if precision not in PRECISIONS:
         raise SvtError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    return {n.name: precision for n in ir.nodes
-            if n.op != "input" and ops.get(n.op).has_weights}
+    return dict.fromkeys(weighted_layers(ir), precision)
 
 
 def quantize_ir(ir: IR, precision: str | dict[str, str], input_quant: InputQuant | None = None
@@ -25,7 +29,7 @@ def quantize_ir(ir: IR, precision: str | dict[str, str], input_quant: InputQuant
     be all or none today: a mix of fp32 and integer layers would need conversions
     between them that the kernels do not have."""
     prec = uniform_precision(ir, precision) if isinstance(precision, str) else dict(precision)
-    missing = set(uniform_precision(ir, "fp32")) - set(prec)
+    missing = set(weighted_layers(ir)) - set(prec)
     if missing:
         raise SvtError(f"the precision map names no precision for {', '.join(sorted(missing))}"
                        "; regenerate the checkpoint")
